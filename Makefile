@@ -1,0 +1,67 @@
+# Crieur: `make run` starts the whole stack locally, `make test` checks everything. Both set themselves up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT := $(shell infra/find-python.sh)
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+# `sam build` without Docker needs the runtime's Python (3.13) first on PATH.
+SAM_PATH := $(dir $(PYTHON_BOOT)):$(PATH)
+export AWS_DEFAULT_REGION ?= eu-west-3
+
+.PHONY: help run test lint typecheck cfn-lint build unit integration e2e deploy clean
+
+help:
+	@echo "make run    start Crieur locally (moto, API on 127.0.0.1:3000, workers, sandbox)"
+	@echo "make test   lint, type-check, cfn-lint, sam build and every test"
+	@echo "make build  sam build (no Docker needed)"
+	@echo "make deploy sam build && sam deploy --guided"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# aws-sam-cli pins an older boto3, so it lives in a tool environment of its own.
+$(SAM_VENV)/.installed:
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON_BOOT) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet 'aws-sam-cli>=1.130'
+	@touch $@
+
+run: $(VENV)/.installed
+	$(PY) -m infra.local
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy layers/crieur/crieur functions infra
+
+cfn-lint: $(VENV)/.installed
+	$(VENV)/bin/cfn-lint template.yaml infra/*.yaml
+
+build: $(SAM_VENV)/.installed
+	PATH="$(SAM_PATH)" $(SAM) build --template-file template.yaml --parallel
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+integration: $(VENV)/.installed
+	$(PY) -m pytest tests/integration
+
+e2e: $(VENV)/.installed
+	$(PY) -m pytest tests/e2e
+
+test: lint typecheck cfn-lint build
+	$(PY) -m pytest
+
+deploy: build
+	PATH="$(SAM_PATH)" $(SAM) deploy --guided
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,181 @@
+"""HTTP API: parses the request, calls one use case, shapes the answer (RFC 9457 problems in French)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from crieur import config, idempotency
+from crieur.errors import CrieurError
+from crieur.models import (
+    ChannelConfigRequest,
+    ChannelConfigView,
+    ChannelList,
+    ChannelName,
+    Publication,
+    PublicationPage,
+    PublicationRequest,
+    PublicationStatus,
+)
+from crieur.problems import field_path, french_message
+from crieur.service import PublicationService
+from pydantic import Field
+
+MAX_BODY_BYTES = 256 * 1024
+PROBLEM = "application/problem+json"
+
+logger = Logger()
+app = APIGatewayHttpResolver(enable_validation=True)
+app.enable_swagger(
+    path="/v1/docs",
+    title="Crieur",
+    version="1",
+    description="Publier une fois, diffuser partout : l'API des communes.",
+    security_schemes={"bearer": HTTPBearer(description="Clé d'API de la commune")},
+    security=[{"bearer": []}],
+)
+
+
+@cache
+def service() -> PublicationService:
+    return PublicationService(store=config.store(), fanout=config.fanout(), vault=config.vault())
+
+
+def commune() -> str:
+    return str(app.current_event.request_context.authorizer.get_lambda["commune"])
+
+
+def problem_body(status: int, title: str, detail: str, errors: list[tuple[str, str]] | None = None) -> str:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if errors is not None:
+        body["errors"] = [{"field": field, "message": message} for field, message in errors]
+    return json.dumps(body, ensure_ascii=False)
+
+
+def problem(status: int, title: str, detail: str, errors: list[tuple[str, str]] | None = None) -> Response[str]:
+    return Response(status_code=status, content_type=PROBLEM, body=problem_body(status, title, detail, errors))
+
+
+@app.exception_handler(  # type: ignore[untyped-decorator]
+    RequestValidationError
+)
+def invalid_request(error: RequestValidationError) -> Response[str]:
+    errors = [(field_path(item["loc"]), french_message(item)) for item in error.errors()]
+    return problem(422, "Données invalides", "Corrigez les champs indiqués puis réessayez.", errors)
+
+
+@app.exception_handler(  # type: ignore[untyped-decorator]
+    CrieurError
+)
+def refused(error: CrieurError) -> Response[str]:
+    return problem(error.status, error.title, error.detail, error.errors if error.errors else None)
+
+
+@app.exception_handler(  # type: ignore[untyped-decorator]
+    IdempotencyValidationError
+)
+def key_reused(_: IdempotencyValidationError) -> Response[str]:
+    message = "Cette clé a déjà servi pour une publication différente : utilisez une nouvelle clé."
+    return problem(422, "Données invalides", message, [("Idempotency-Key", message)])
+
+
+@app.exception_handler(  # type: ignore[untyped-decorator]
+    IdempotencyAlreadyInProgressError
+)
+def key_in_progress(_: IdempotencyAlreadyInProgressError) -> Response[str]:
+    return problem(409, "Conflit", "Une publication avec cette clé est en cours de création : réessayez.")
+
+
+@app.not_found
+def no_route(_: NotFoundError) -> Response[str]:
+    return problem(404, "Introuvable", f"Aucune ressource {app.current_event.path}.")
+
+
+@app.get("/v1/health", security=[])
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/v1/openapi.json", security=[], include_in_schema=False)
+def openapi() -> Response[str]:
+    return Response(200, "application/json", app.get_openapi_json_schema(title="Crieur", version="1"))
+
+
+@app.post("/v1/publications", responses={201: {"description": "Publication acceptée"}})
+def create_publication(
+    request: PublicationRequest,
+    idempotency_key: Annotated[str | None, Header(alias="idempotency-key", max_length=255)] = None,
+) -> Response[Publication]:
+    where = commune()
+    if idempotency_key:
+        publication_id = idempotency.once(
+            where,
+            idempotency_key,
+            request.model_dump(mode="json"),
+            lambda: service().publish(where, request).id,
+        )
+        publication = service().get_publication(where, publication_id)
+    else:
+        publication = service().publish(where, request)
+    return Response(
+        status_code=201,
+        content_type="application/json",
+        body=publication,
+        headers={"Location": f"/v1/publications/{publication.id}"},
+    )
+
+
+@app.get("/v1/publications")
+def list_publications(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    status: Annotated[PublicationStatus | None, Query()] = None,
+) -> PublicationPage:
+    return service().list_publications(commune(), limit, cursor, status)
+
+
+@app.get("/v1/publications/<publication_id>")
+def get_publication(publication_id: Annotated[str, Field(max_length=64)]) -> Publication:
+    return service().get_publication(commune(), publication_id)
+
+
+@app.get("/v1/channels")
+def list_channels() -> ChannelList:
+    return service().channels(commune())
+
+
+@app.get("/v1/channels/<channel>")
+def get_channel(channel: ChannelName) -> ChannelConfigView:
+    return service().channel(commune(), channel)
+
+
+@app.put("/v1/channels/<channel>")
+def put_channel(channel: ChannelName, request: ChannelConfigRequest) -> ChannelConfigView:
+    return service().configure_channel(commune(), channel, request)
+
+
+@app.delete("/v1/channels/<channel>", responses={204: {"description": "Canal retiré"}})
+def delete_channel(channel: ChannelName) -> Response[str]:
+    service().remove_channel(commune(), channel)
+    return Response(status_code=204, content_type="application/json", body="")
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if len(event.get("body") or "") > MAX_BODY_BYTES * (4 / 3 if event.get("isBase64Encoded") else 1):
+        body = problem_body(422, "Données invalides", "Requête trop volumineuse.", [("body", "Au plus 256 Kio.")])
+        return {"statusCode": 422, "headers": {"Content-Type": PROBLEM}, "body": body}
+    idempotency.config().register_lambda_context(context)
+    return app.resolve(event, context)

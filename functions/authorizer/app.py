@@ -1,0 +1,27 @@
+"""HTTP API Lambda authorizer (simple responses): `Authorization: Bearer <key>` → the key's commune."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from crieur import config
+from crieur.communes import CommuneService
+
+logger = Logger()
+
+
+@cache
+def communes() -> CommuneService:
+    return CommuneService(config.store())
+
+
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    commune = communes().commune_for_authorization(headers.get("authorization"))
+    if commune is None:
+        logger.info("refused", extra={"route": event.get("routeKey")})
+        return {"isAuthorized": False}
+    return {"isAuthorized": True, "context": {"commune": commune}}

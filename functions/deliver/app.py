@@ -1,0 +1,72 @@
+"""One channel's worker: an SQS batch of publication actions, partial batch failures reported."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any, get_args
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from crieur import aws, config
+from crieur.delivery import DeliveryWorker
+from crieur.models import ChannelName, FanoutMessage
+from crieur.security import guarded_client
+
+logger = Logger()
+metrics = Metrics()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class RetryLater(Exception):
+    """Leaves the record on the queue; its visibility was set to the wait the worker chose."""
+
+
+@cache
+def worker() -> DeliveryWorker:
+    channel = os.environ["CHANNEL"]
+    if channel not in get_args(ChannelName):
+        raise RuntimeError(f"CHANNEL={channel!r} has no adapter")
+    http = cache(guarded_client)
+    return DeliveryWorker(
+        store=config.store(),
+        vault=config.vault(),
+        channel=channel,  # type: ignore[arg-type]
+        http=http,
+        max_receive_count=int(os.environ.get("CRIEUR_MAX_RECEIVE_COUNT", "5")),
+        retry_base_seconds=int(os.environ.get("CRIEUR_RETRY_BASE_SECONDS", "10")),
+    )
+
+
+@cache
+def queue_url(queue_arn: str) -> str:
+    *_, account, name = queue_arn.split(":")
+    return aws.sqs().get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
+
+
+def record_handler(record: SQSRecord) -> None:
+    message = FanoutMessage.model_validate_json(record.body)
+    receive_count = int(record.attributes.approximate_receive_count)
+    retry = worker().deliver(message, receive_count)
+    metrics.add_dimension(name="channel", value=worker().channel)
+    if retry is None:
+        metrics.add_metric(name="DeliveriesSettled", unit=MetricUnit.Count, value=1)
+        return
+    metrics.add_metric(name="DeliveriesRetried", unit=MetricUnit.Count, value=1)
+    aws.sqs().change_message_visibility(
+        QueueUrl=queue_url(record.event_source_arn),
+        ReceiptHandle=record.receipt_handle,
+        VisibilityTimeout=retry.after_seconds,
+    )
+    raise RetryLater(f"{message.publication_id}: {retry.reason}, back in {retry.after_seconds}s")
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(  # type: ignore[return-value]
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,185 @@
+"""The channel adapter interface: every channel module has the same shape.
+
+An adapter is built with the commune's settings and decrypted credentials and an HTTP client, then
+`render`s a publication into the payload the provider takes, `send`s it and `delete`s it when the
+provider allows. Provider failures are raised as `TransientChannelError` (retry later) or
+`PermanentChannelError` (final, with a French reason for the mairie); `SkipDelivery` when the channel
+cannot take this publication at all.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict
+
+from crieur.models import ChannelName, Publication
+from crieur.security import ForbiddenTarget
+
+
+class ChannelSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ChannelCredentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class SentPost(BaseModel):
+    external_id: str
+    url: str | None = None
+
+
+class ChannelError(Exception):
+    def __init__(self, code: str, message: str, provider_message: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.provider_message = provider_message
+
+
+class TransientChannelError(ChannelError):
+    """Worth retrying: 5xx, 429, timeouts. `retry_after` in seconds when the provider says."""
+
+    def __init__(
+        self, code: str, message: str, provider_message: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(code, message, provider_message)
+        self.retry_after = retry_after
+
+
+class PermanentChannelError(ChannelError):
+    """Retrying cannot help: the publication or the channel's settings must change first."""
+
+
+class SkipDelivery(ChannelError):
+    """The channel cannot take this publication (e.g. no image for Instagram): not an error of anyone's."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("skipped", message)
+
+
+def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
+    """Retry-After as delta-seconds or HTTP date; else X-RateLimit-Reset as an epoch or ISO time."""
+    now = time.time() if now is None else now
+    value = response.headers.get("retry-after")
+    if value:
+        if value.strip().isdigit():
+            return float(value)
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - now)
+    reset = response.headers.get("x-ratelimit-reset") or response.headers.get("x-rate-limit-reset")
+    if reset:
+        try:
+            return max(0.0, float(reset) - now)
+        except ValueError:
+            at = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+            return max(0.0, at.astimezone(UTC).timestamp() - now)
+    return None
+
+
+def provider_message(response: httpx.Response) -> str:
+    """The provider's own words about a failure, kept short."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(body, dict):
+        for key in ("error_description", "error", "message", "detail"):
+            if isinstance(body.get(key), str):
+                return str(body[key])[:500]
+    return str(body)[:500]
+
+
+def raise_for_provider_status(response: httpx.Response, provider: str) -> None:
+    """Classifies an HTTP failure the same way for every provider; channels refine codes they know."""
+    if response.is_success:
+        return
+    detail = provider_message(response)
+    status = response.status_code
+    if status == 429:
+        raise TransientChannelError(
+            "rate_limited",
+            f"{provider} limite le nombre d'envois : nouvel essai automatique plus tard.",
+            detail,
+            retry_after_seconds(response),
+        )
+    if status >= 500 or status == 408:
+        raise TransientChannelError(
+            "provider_unavailable",
+            f"{provider} est momentanément indisponible (erreur {status}) : nouvel essai automatique.",
+            detail,
+            retry_after_seconds(response),
+        )
+    if status in (401, 403):
+        raise PermanentChannelError(
+            "needs_reconnect",
+            f"{provider} refuse l'accès (erreur {status}) : reconnectez le canal (identifiants expirés ou révoqués).",
+            detail,
+        )
+    raise PermanentChannelError("rejected", f"{provider} a refusé la publication (erreur {status}) : {detail}", detail)
+
+
+def call_provider(client: httpx.Client, provider: str, request: httpx.Request) -> httpx.Response:
+    """Sends one request and turns transport failures into channel errors."""
+    try:
+        response = client.send(request)
+    except ForbiddenTarget as forbidden:
+        raise PermanentChannelError(
+            "forbidden_target",
+            f"Adresse refusée : {forbidden}. Indiquez une adresse publique.",
+            str(forbidden),
+        ) from forbidden
+    except httpx.TimeoutException as timeout:
+        raise TransientChannelError(
+            "timeout", f"{provider} n'a pas répondu à temps : nouvel essai automatique.", str(timeout)
+        ) from timeout
+    except httpx.TransportError as transport:
+        raise TransientChannelError(
+            "unreachable", f"{provider} est injoignable : nouvel essai automatique.", str(transport)
+        ) from transport
+    raise_for_provider_status(response, provider)
+    return response
+
+
+SettingsT = TypeVar("SettingsT", bound=ChannelSettings)
+CredentialsT = TypeVar("CredentialsT", bound=ChannelCredentials)
+
+
+class Channel(ABC, Generic[SettingsT, CredentialsT]):
+    """One provider. Subclasses declare their name, settings and credentials models."""
+
+    name: ClassVar[ChannelName]
+    label: ClassVar[str]
+    settings_model: ClassVar[type[ChannelSettings]]
+    credentials_model: ClassVar[type[ChannelCredentials]]
+
+    def __init__(self, settings: SettingsT, credentials: CredentialsT | None, http: httpx.Client) -> None:
+        self.settings = settings
+        self._credentials = credentials
+        self.http = http
+
+    @property
+    def credentials(self) -> CredentialsT:
+        if self._credentials is None:
+            raise PermanentChannelError(
+                "missing_credentials", f"Identifiants {self.label} absents : configurez le canal."
+            )
+        return self._credentials
+
+    @abstractmethod
+    def render(self, publication: Publication) -> dict[str, Any]:
+        """The provider payload for this publication (what a preview shows)."""
+
+    @abstractmethod
+    def send(self, payload: dict[str, Any], *, delivery_id: str) -> SentPost:
+        """Posts the payload; `delivery_id` is stable across retries so providers can deduplicate."""
+
+    @abstractmethod
+    def delete(self, external_id: str) -> None:
+        """Removes a sent post (retraction)."""

@@ -1,0 +1,32 @@
+"""Deployment settings read from the environment (set by template.yaml, or by the local stack)."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from crieur.credentials import KmsVault
+from crieur.fanout import SnsFanout
+from crieur.store import Store
+
+
+def required(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise RuntimeError(f"environment variable {name} is not set (template.yaml sets it)")
+    return value
+
+
+@cache
+def store() -> Store:
+    return Store(required("CRIEUR_TABLE_NAME"))
+
+
+@cache
+def vault() -> KmsVault:
+    return KmsVault(os.environ.get("CRIEUR_KMS_KEY_ID"))
+
+
+@cache
+def fanout() -> SnsFanout:
+    return SnsFanout(required("CRIEUR_TOPIC_ARN"))

@@ -1,0 +1,145 @@
+"""The deliver use case: one queued publication action for one channel, delivered at most once.
+
+Per message: claim the delivery (a conditional write), render and send through the channel adapter,
+record the outcome, and count it on the publication. Transient failures come back later through the
+queue; on the queue's last receive they are recorded `failed`, so nothing waits forever in a DLQ.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from aws_lambda_powertools import Logger
+from pydantic import ValidationError
+
+from crieur.channels import adapter_for
+from crieur.channels.base import PermanentChannelError, SentPost, SkipDelivery, TransientChannelError
+from crieur.credentials import CredentialVault
+from crieur.models import ChannelName, DeliveryError, FanoutMessage
+from crieur.store import Outcome, Store
+
+logger = Logger(child=True)
+
+MAX_VISIBILITY_SECONDS = 12 * 3600
+MAX_BACKOFF_SECONDS = 15 * 60
+
+
+@dataclass(frozen=True)
+class RetryLater:
+    """The message must come back after `after_seconds` (the handler sets its visibility)."""
+
+    after_seconds: int
+    reason: str
+
+
+def fail_undeliverable(store: Store, commune: str, publication_id: str, channel: str, error: DeliveryError) -> None:
+    """Records `failed` for a delivery that never reached its worker, and counts it."""
+    token = uuid.uuid4().hex
+    if store.claim_delivery(commune, publication_id, channel, token, lease_seconds=60).outcome == "claimed":
+        store.record_delivery(commune, publication_id, channel, token, "failed", error=error)
+    store.settle(commune, publication_id, channel, "failed")
+
+
+@dataclass
+class DeliveryWorker:
+    store: Store
+    vault: CredentialVault
+    channel: ChannelName
+    http: Callable[[], httpx.Client]
+    max_receive_count: int = 5
+    retry_base_seconds: int = 10
+    lease_seconds: int = 60
+
+    def deliver(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
+        commune, publication_id, channel = message.commune, message.publication_id, self.channel
+        token = uuid.uuid4().hex
+        claim = self.store.claim_delivery(commune, publication_id, channel, token, self.lease_seconds)
+        if claim.outcome == "missing":
+            logger.warning("no such delivery", extra={"publication_id": publication_id})
+            return None
+        if claim.outcome == "final":
+            # A redelivered message after a crash: make sure the outcome was counted, send nothing.
+            if claim.status in ("sent", "failed", "skipped"):
+                self.store.settle(commune, publication_id, channel, claim.status)  # type: ignore[arg-type]
+            return None
+        if claim.outcome == "busy":
+            return RetryLater(self.lease_seconds, "another worker holds this delivery")
+
+        def finish(outcome: Outcome, **fields: Any) -> None:
+            if self.store.record_delivery(commune, publication_id, channel, token, outcome, **fields):
+                self.store.settle(commune, publication_id, channel, outcome)
+
+        try:
+            sent = self._send(commune, publication_id, delivery_id=f"{publication_id}-{channel}")
+        except SkipDelivery as skip:
+            finish("skipped", error=DeliveryError(code=skip.code, message=skip.message))
+        except PermanentChannelError as permanent:
+            logger.info("delivery failed", extra={"publication_id": publication_id, "code": permanent.code})
+            finish("failed", error=_error(permanent.code, permanent.message, permanent.provider_message))
+        except Exception as failure:  # transient, or an unexpected fault: both retried a bounded number of times
+            if isinstance(failure, TransientChannelError):
+                code, text, detail, wait = (
+                    failure.code,
+                    failure.message,
+                    failure.provider_message,
+                    failure.retry_after,
+                )
+            else:
+                logger.exception("unexpected delivery fault", extra={"publication_id": publication_id})
+                code, text, detail, wait = (
+                    "internal_error",
+                    "Erreur interne de Crieur.",
+                    repr(failure)[:500],
+                    None,
+                )
+            if receive_count >= self.max_receive_count:
+                final = f"Échec après {receive_count} tentatives. Dernière erreur : {text}"
+                finish("failed", error=_error(code, final, detail))
+                return None
+            after = self._backoff(receive_count, wait)
+            self.store.record_delivery(
+                commune, publication_id, channel, token, "retrying", error=_error(code, text, detail)
+            )
+            return RetryLater(after, code)
+        else:
+            finish("sent", external_id=sent.external_id, url=sent.url)
+        return None
+
+    def _send(self, commune: str, publication_id: str, delivery_id: str) -> SentPost:
+        publication = self.store.get_publication(commune, publication_id)
+        record = self.store.get_channel(commune, self.channel)
+        if publication is None:
+            raise PermanentChannelError("missing_publication", "Publication introuvable.")
+        if record is None or not record.enabled:
+            raise SkipDelivery("Le canal a été retiré ou désactivé avant l'envoi.")
+        adapter_type = adapter_for(self.channel)
+        try:
+            settings = adapter_type.settings_model.model_validate(record.settings)
+            credentials = (
+                adapter_type.credentials_model.model_validate(
+                    self.vault.open(commune, self.channel, record.credentials_ciphertext)
+                )
+                if record.credentials_ciphertext
+                else None
+            )
+        except ValidationError as invalid:
+            raise PermanentChannelError(
+                "invalid_settings",
+                "Les réglages du canal ne sont plus valides : reconfigurez-le.",
+                str(invalid),
+            ) from invalid
+        adapter = adapter_type(settings, credentials, self.http())
+        return adapter.send(adapter.render(publication), delivery_id=delivery_id)
+
+    def _backoff(self, receive_count: int, provider_wait: float | None) -> int:
+        if provider_wait is not None:
+            return int(min(max(provider_wait, 1), MAX_VISIBILITY_SECONDS))
+        return int(min(self.retry_base_seconds * 2 ** (receive_count - 1), MAX_BACKOFF_SECONDS))
+
+
+def _error(code: str, message: str, provider_message: str | None) -> DeliveryError:
+    return DeliveryError(code=code, message=message, provider_message=provider_message)

@@ -1,0 +1,40 @@
+"""Errors the use cases raise; the API turns them into RFC 9457 problems, in French."""
+
+from __future__ import annotations
+
+
+class CrieurError(Exception):
+    status = 400
+    title = "Requête refusée"
+
+    def __init__(self, detail: str, errors: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+
+class InvalidInput(CrieurError):
+    """422, naming each faulty field."""
+
+    status = 422
+    title = "Données invalides"
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("Corrigez les champs indiqués puis réessayez.", errors)
+
+
+class NotFound(CrieurError):
+    """404, also for another commune's ids: existence is never revealed."""
+
+    status = 404
+    title = "Introuvable"
+
+
+class Conflict(CrieurError):
+    status = 409
+    title = "Conflit"
+
+
+class Unavailable(CrieurError):
+    status = 503
+    title = "Service momentanément indisponible"

@@ -1,0 +1,240 @@
+"""Pydantic models of the public contract (ARCHITECTURE.md §4).
+
+Request models refuse unknown fields. Error messages are in French: a mairie secretary reads them.
+Times are stored in UTC; a naive time is Paris wall time.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import (
+    AfterValidator,
+    AnyUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+PARIS = ZoneInfo("Europe/Paris")
+
+ChannelName = Literal["webhook", "mastodon"]
+"""Channels with an adapter. Each later channel adds its name here and a module in crieur/channels/."""
+CHANNEL_NAMES: tuple[ChannelName, ...] = ("webhook", "mastodon")
+
+Category = Literal["news", "event", "works", "alert", "weather", "council", "other"]
+Urgency = Literal["normal", "high", "critical"]
+MediaKind = Literal["image", "video"]
+PublicationStatus = Literal[
+    "scheduled", "publishing", "published", "partially_published", "failed", "cancelled", "retracted"
+]
+DeliveryStatus = Literal[
+    "pending",
+    "sending",
+    "sent",
+    "retrying",
+    "failed",
+    "skipped",
+    "cancelled",
+    "retracted",
+    "retract_unsupported",
+]
+FINAL_DELIVERY_STATUSES: frozenset[str] = frozenset(
+    {"sent", "failed", "skipped", "cancelled", "retracted", "retract_unsupported"}
+)
+
+
+def _require_https(url: AnyUrl) -> AnyUrl:
+    if url.scheme != "https":
+        raise ValueError("L'adresse doit commencer par https:// (les liens non chiffrés sont refusés).")
+    if not url.host:
+        raise ValueError("L'adresse ne contient pas de nom de domaine.")
+    return url
+
+
+HttpsUrl = Annotated[AnyUrl, AfterValidator(_require_https)]
+NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+def as_utc(value: datetime) -> datetime:
+    """A naive datetime is Paris wall time; every stored time is UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=PARIS)
+    return value.astimezone(UTC)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Link(StrictModel):
+    url: HttpsUrl
+    label: Annotated[str, StringConstraints(max_length=200)] | None = None
+
+
+class Media(StrictModel):
+    url: HttpsUrl
+    alt: Annotated[str, StringConstraints(min_length=1, max_length=1500)] = Field(
+        description="Texte alternatif, obligatoire (accessibilité)."
+    )
+    kind: MediaKind = "image"
+
+
+class Event(StrictModel):
+    starts_at: datetime
+    ends_at: datetime | None = None
+    location: Annotated[str, StringConstraints(max_length=300)] | None = None
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return as_utc(value) if value else value
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Event:
+        if self.ends_at is not None and self.ends_at < self.starts_at:
+            raise ValueError("La fin de l'événement (ends_at) précède son début (starts_at).")
+        return self
+
+
+class ChannelOverride(StrictModel):
+    text: Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+
+
+class PublicationContent(StrictModel):
+    """The fields a commune writes, shared by the request and the stored publication."""
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140)]
+    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]
+    category: Category = "news"
+    urgency: Urgency = "normal"
+    links: Annotated[list[Link], Field(max_length=10)] = []
+    media: Annotated[list[Media], Field(max_length=10)] = []
+    event: Event | None = None
+    channels: Annotated[list[ChannelName], Field(min_length=1)] | None = None
+    overrides: dict[ChannelName, ChannelOverride] = {}
+    publish_at: datetime | None = None
+    expires_at: datetime | None = None
+
+    @field_validator("publish_at", "expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return as_utc(value) if value else value
+
+
+class PublicationRequest(PublicationContent):
+    """What a commune sends to publish: the content plus the checks that only hold at request time."""
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channels(cls, channels: list[ChannelName] | None) -> list[ChannelName] | None:
+        if channels is not None and len(set(channels)) != len(channels):
+            raise ValueError("Un canal est cité deux fois.")
+        return channels
+
+    @field_validator("publish_at")
+    @classmethod
+    def _no_scheduling_yet(cls, publish_at: datetime | None) -> datetime | None:
+        if publish_at is not None:
+            raise ValueError("La publication programmée n'est pas encore disponible : publiez sans publish_at.")
+        return publish_at
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PublicationRequest:
+        if self.category == "event" and self.event is None:
+            raise ValueError("Une publication de catégorie « event » doit préciser l'événement (event).")
+        if self.expires_at is not None and self.expires_at <= utc_now():
+            raise ValueError("La date d'expiration (expires_at) est déjà passée.")
+        unknown = sorted(set(self.overrides) - set(self.channels or self.overrides))
+        if unknown:
+            raise ValueError(f"Personnalisation pour un canal non visé : {', '.join(unknown)}.")
+        return self
+
+
+class DeliveryError(BaseModel):
+    code: str
+    message: str = Field(description="Explication en français pour la mairie.")
+    provider_message: str | None = Field(default=None, description="Le message d'origine du fournisseur.")
+
+
+class Delivery(BaseModel):
+    status: DeliveryStatus
+    attempts: int = 0
+    external_id: str | None = None
+    url: str | None = None
+    error: DeliveryError | None = None
+    updated_at: datetime
+
+
+class Publication(PublicationContent):
+    """A stored publication, as the API answers it."""
+
+    id: str
+    commune: str
+    status: PublicationStatus
+    created_at: datetime
+    deliveries: dict[str, Delivery] = {}
+    cost_estimate_eur: float | None = None
+
+
+class PublicationPage(BaseModel):
+    items: list[Publication]
+    next_cursor: str | None = None
+
+
+INSEE_PATTERN = re.compile(r"^(?:\d{5}|2[AB]\d{3})$")
+
+
+def departement_of(insee: str) -> str:
+    """Département code from an INSEE commune code (97x/98x overseas use three characters)."""
+    if not INSEE_PATTERN.match(insee):
+        raise ValueError(f"Code INSEE invalide : {insee!r} (5 caractères, par exemple 35238 ou 2A004).")
+    return insee[:3] if insee.startswith(("97", "98")) else insee[:2]
+
+
+class Commune(StrictModel):
+    insee: Annotated[str, StringConstraints(pattern=INSEE_PATTERN.pattern)]
+    name: NonBlank
+    departement: str
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class ChannelConfigRequest(StrictModel):
+    """Body of PUT /v1/channels/{channel}. Omitted credentials keep the ones already stored."""
+
+    enabled: bool = True
+    settings: dict[str, Any] = {}
+    credentials: dict[str, str] | None = None
+
+
+class ChannelConfigView(BaseModel):
+    channel: ChannelName
+    enabled: bool
+    settings: dict[str, Any]
+    credentials_set: bool
+    updated_at: datetime
+
+
+class ChannelList(BaseModel):
+    items: list[ChannelConfigView]
+    available: list[ChannelName] = list(CHANNEL_NAMES)
+
+
+class FanoutMessage(BaseModel):
+    """The one SNS message a publication action sends; its `channels` attribute routes it to queues."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: Literal["publish"] = "publish"
+    commune: str
+    publication_id: str

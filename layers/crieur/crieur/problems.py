@@ -1,0 +1,66 @@
+"""pydantic validation errors turned into what a person can act on: a field path and a French message."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+_MESSAGES = {
+    "missing": "Ce champ est obligatoire.",
+    "extra_forbidden": "Champ inconnu : il n'est pas accepté.",
+    "string_too_short": "Trop court : au moins {min_length} caractère(s).",
+    "string_too_long": "Trop long : au plus {max_length} caractères.",
+    "too_short": "Trop peu d'éléments : au moins {min_length}.",
+    "too_long": "Trop d'éléments : au plus {max_length}.",
+    "literal_error": "Valeur non permise : attendu {expected}.",
+    "enum": "Valeur non permise : attendu {expected}.",
+    "json_invalid": "JSON invalide : {error}.",
+    "model_attributes_type": "Un objet JSON est attendu.",
+    "model_type": "Un objet JSON est attendu.",
+    "dict_type": "Un objet JSON est attendu.",
+    "list_type": "Une liste est attendue.",
+    "string_type": "Du texte est attendu.",
+    "bool_type": "Vrai ou faux (true/false) est attendu.",
+    "bool_parsing": "Vrai ou faux (true/false) est attendu.",
+    "int_type": "Un nombre entier est attendu.",
+    "int_parsing": "Un nombre entier est attendu.",
+    "greater_than_equal": "Doit valoir au moins {ge}.",
+    "less_than_equal": "Doit valoir au plus {le}.",
+    "datetime_type": "Une date et heure ISO 8601 est attendue (ex. 2026-12-01T08:00:00+01:00).",
+    "datetime_parsing": "Date et heure illisible : format ISO 8601 attendu (ex. 2026-12-01T08:00:00+01:00).",
+    "datetime_from_date_parsing": "Date et heure illisible : format ISO 8601 attendu (ex. 2026-12-01T08:00:00+01:00).",
+    "url_parsing": "Adresse web invalide.",
+    "url_scheme": "Adresse web invalide : https:// attendu.",
+    "url_type": "Adresse web invalide.",
+    "string_pattern_mismatch": "Format invalide.",
+    "dict_attributes_type": "Un objet JSON est attendu.",
+}
+
+
+def french_message(error: Any) -> str:
+    """One pydantic error dict in French. Our own validators already raise French messages."""
+    kind = error.get("type", "")
+    if kind == "value_error":
+        return str(error.get("msg", "")).removeprefix("Value error, ")
+    template = _MESSAGES.get(kind)
+    if template is None:
+        return str(error.get("msg", "Valeur invalide."))
+    context = dict(error.get("ctx") or {})
+    if "expected" in context:
+        context["expected"] = str(context["expected"]).replace(" or ", " ou ")
+    try:
+        return template.format(**context)
+    except (KeyError, IndexError):
+        return template.split(":")[0] + "."
+
+
+def field_path(location: Sequence[Any]) -> str:
+    """`("body", "media", 0, "alt")` → `media[0].alt`; the request part (body, query…) is dropped."""
+    parts = [part for part in location if part not in ("body", "query", "path", "header", "")]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"

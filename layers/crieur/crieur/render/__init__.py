@@ -1,0 +1,1 @@
+"""Per-channel text shaping."""

@@ -1,0 +1,490 @@
+"""DynamoDB single-table repository: the only module that knows key shapes (ARCHITECTURE.md §3).
+
+Every commune-owned item lives under `C#<commune>`, so no query can cross communes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal
+
+from botocore.exceptions import ClientError
+
+from crieur import aws
+from crieur.models import (
+    ChannelName,
+    Commune,
+    Delivery,
+    DeliveryError,
+    Publication,
+    PublicationContent,
+    PublicationStatus,
+    utc_now,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+ClaimOutcome = Literal["claimed", "final", "busy", "missing"]
+Outcome = Literal["sent", "failed", "skipped"]
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+class AlreadyExists(Exception):
+    pass
+
+
+def _commune_pk(commune: str) -> str:
+    return f"C#{commune}"
+
+
+def _publication_sk(publication_id: str) -> str:
+    return f"P#{publication_id}"
+
+
+def _delivery_sk(publication_id: str, channel: str) -> str:
+    return f"P#{publication_id}#D#{channel}"
+
+
+def _conditional_failed(error: ClientError) -> bool:
+    code = error.response.get("Error", {}).get("Code")
+    return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+@dataclass(frozen=True)
+class ChannelRecord:
+    channel: ChannelName
+    enabled: bool
+    settings: dict[str, Any]
+    credentials_ciphertext: bytes | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    outcome: ClaimOutcome
+    token: str = ""
+    attempts: int = 0
+    status: str | None = None
+
+
+class Store:
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    @property
+    def table(self) -> Table:
+        return aws.dynamodb().Table(self.table_name)
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        aws.dynamodb().meta.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+
+    # --- communes and keys ------------------------------------------------------------------------------
+
+    def create_commune(self, commune: Commune) -> None:
+        try:
+            self.table.put_item(
+                Item={
+                    "pk": _commune_pk(commune.insee),
+                    "sk": "COMMUNE",
+                    "type": "commune",
+                    "doc": commune.model_dump_json(),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise AlreadyExists(commune.insee) from error
+            raise
+
+    def get_commune(self, insee: str) -> Commune | None:
+        item = self.table.get_item(Key={"pk": _commune_pk(insee), "sk": "COMMUNE"}).get("Item")
+        return Commune.model_validate_json(str(item["doc"])) if item else None
+
+    def add_api_key(self, commune: str, key_id: str, key_hash: str) -> None:
+        now = utc_now().isoformat()
+        self._transact(
+            [
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": {"pk": f"K#{key_hash}", "sk": "KEY", "commune": commune, "key_id": key_id},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": {
+                            "pk": _commune_pk(commune),
+                            "sk": f"KEY#{key_id}",
+                            "key_hash": key_hash,
+                            "created_at": now,
+                        },
+                    }
+                },
+            ]
+        )
+
+    def commune_for_key(self, key_hash: str) -> str | None:
+        item = self.table.get_item(Key={"pk": f"K#{key_hash}", "sk": "KEY"}).get("Item")
+        return str(item["commune"]) if item else None
+
+    def revoke_api_key(self, commune: str, key_id: str) -> bool:
+        listed = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": f"KEY#{key_id}"}).get("Item")
+        if not listed:
+            return False
+        self._transact(
+            [
+                {
+                    "Delete": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": "K#" + str(listed["key_hash"]), "sk": "KEY"},
+                    }
+                },
+                {
+                    "Delete": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": _commune_pk(commune), "sk": f"KEY#{key_id}"},
+                    }
+                },
+            ]
+        )
+        return True
+
+    # --- channel settings -------------------------------------------------------------------------------
+
+    def put_channel(
+        self,
+        commune: str,
+        channel: ChannelName,
+        enabled: bool,
+        settings: dict[str, Any],
+        credentials_ciphertext: bytes | None,
+    ) -> ChannelRecord:
+        """Writes a channel's settings; `None` credentials keep the stored ones."""
+        now = utc_now()
+        names = {"#enabled": "enabled", "#settings": "settings", "#updated": "updated_at"}
+        values: dict[str, Any] = {
+            ":enabled": enabled,
+            ":settings": json.dumps(settings),
+            ":updated": now.isoformat(),
+        }
+        expression = "SET #enabled = :enabled, #settings = :settings, #updated = :updated"
+        if credentials_ciphertext is not None:
+            expression += ", credentials = :credentials"
+            values[":credentials"] = credentials_ciphertext
+        item = self.table.update_item(
+            Key={"pk": _commune_pk(commune), "sk": f"CH#{channel}"},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        return self._channel_record(item)
+
+    @staticmethod
+    def _channel_record(item: dict[str, Any]) -> ChannelRecord:
+        credentials = item.get("credentials")
+        return ChannelRecord(
+            channel=str(item["sk"]).removeprefix("CH#"),  # type: ignore[arg-type]
+            enabled=bool(item["enabled"]),
+            settings=json.loads(str(item["settings"])),
+            credentials_ciphertext=bytes(credentials.value if hasattr(credentials, "value") else credentials)
+            if credentials is not None
+            else None,
+            updated_at=datetime.fromisoformat(str(item["updated_at"])),
+        )
+
+    def get_channel(self, commune: str, channel: ChannelName) -> ChannelRecord | None:
+        item = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": f"CH#{channel}"}).get("Item")
+        return self._channel_record(item) if item else None
+
+    def list_channels(self, commune: str) -> list[ChannelRecord]:
+        from boto3.dynamodb.conditions import Key
+
+        items = self.table.query(
+            KeyConditionExpression=Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with("CH#")
+        )["Items"]
+        return [self._channel_record(item) for item in items]
+
+    def delete_channel(self, commune: str, channel: ChannelName) -> bool:
+        old = self.table.delete_item(
+            Key={"pk": _commune_pk(commune), "sk": f"CH#{channel}"}, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        return old is not None
+
+    # --- publications and deliveries --------------------------------------------------------------------
+
+    def create_publication(self, publication: Publication) -> None:
+        """The publication and one pending delivery per target channel, in one transaction."""
+        pk = _commune_pk(publication.commune)
+        content = PublicationContent.model_validate(
+            publication.model_dump(include=set(PublicationContent.model_fields))
+        )
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {
+                        "pk": pk,
+                        "sk": _publication_sk(publication.id),
+                        "type": "publication",
+                        "gsi1pk": f"{pk}#P",
+                        "gsi1sk": publication.id,
+                        "id": publication.id,
+                        "status": publication.status,
+                        "created_at": publication.created_at.isoformat(),
+                        "doc": content.model_dump_json(),
+                        "channel_count": len(publication.deliveries),
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        for channel, delivery in publication.deliveries.items():
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": {
+                            "pk": pk,
+                            "sk": _delivery_sk(publication.id, channel),
+                            "type": "delivery",
+                            "status": delivery.status,
+                            "attempts": 0,
+                            "updated_at": delivery.updated_at.isoformat(),
+                        },
+                    }
+                }
+            )
+        self._transact(items)
+
+    def get_publication(self, commune: str, publication_id: str) -> Publication | None:
+        from boto3.dynamodb.conditions import Key
+
+        items = self.table.query(
+            KeyConditionExpression=Key("pk").eq(_commune_pk(commune))
+            & Key("sk").begins_with(_publication_sk(publication_id)),
+            ConsistentRead=True,
+        )["Items"]
+        head = next((item for item in items if item.get("type") == "publication"), None)
+        if head is None or head["sk"] != _publication_sk(publication_id):
+            return None
+        deliveries = {
+            str(item["sk"]).rsplit("#D#", 1)[1]: self._delivery(item)
+            for item in items
+            if item.get("type") == "delivery"
+        }
+        return self._publication(commune, head, deliveries)
+
+    @staticmethod
+    def _delivery(item: dict[str, Any]) -> Delivery:
+        error = item.get("error")
+        return Delivery(
+            status=item["status"],
+            attempts=int(item.get("attempts", 0)),
+            external_id=item.get("external_id"),
+            url=item.get("url"),
+            error=DeliveryError.model_validate(error) if error else None,
+            updated_at=datetime.fromisoformat(str(item["updated_at"])),
+        )
+
+    @staticmethod
+    def _publication(commune: str, head: dict[str, Any], deliveries: dict[str, Delivery]) -> Publication:
+        return Publication.model_validate(
+            {
+                **json.loads(str(head["doc"])),
+                "id": head["id"],
+                "commune": commune,
+                "status": head["status"],
+                "created_at": head["created_at"],
+                "deliveries": deliveries,
+            }
+        )
+
+    def list_publications(
+        self, commune: str, limit: int, cursor: str | None, status: PublicationStatus | None
+    ) -> tuple[list[Publication], str | None]:
+        """Newest first (ids are ULIDs, so they sort by time). The cursor is opaque to clients."""
+        from boto3.dynamodb.conditions import Attr, Key
+
+        partition = f"{_commune_pk(commune)}#P"
+        query: dict[str, Any] = {
+            "IndexName": "gsi1",
+            "KeyConditionExpression": Key("gsi1pk").eq(partition),
+            "ScanIndexForward": False,
+            # A status filter applies after the read: read more per page so a page is rarely short.
+            "Limit": max(limit, 50) if status else limit,
+        }
+        if status:
+            query["FilterExpression"] = Attr("status").eq(status)
+        start = _decode_cursor(cursor, partition) if cursor else None
+        heads: list[dict[str, Any]] = []
+        next_key: dict[str, Any] | None = None
+        while True:
+            if start:
+                query["ExclusiveStartKey"] = start
+            page = self.table.query(**query)
+            for item in page["Items"]:
+                heads.append(item)
+                if len(heads) == limit:
+                    next_key = {name: item[name] for name in ("pk", "sk", "gsi1pk", "gsi1sk")}
+                    break
+            start = page.get("LastEvaluatedKey")
+            if next_key or not start:
+                break
+        publications = [self.get_publication(commune, str(head["id"])) for head in heads]
+        return [p for p in publications if p is not None], _encode_cursor(next_key) if next_key else None
+
+    def claim_delivery(self, commune: str, publication_id: str, channel: str, token: str, lease_seconds: int) -> Claim:
+        """pending|retrying (or a crashed worker's expired sending) → sending, for this worker only."""
+        now = int(time.time())
+        try:
+            item = self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+                UpdateExpression="SET #s = :sending, lease_until = :lease, claim_token = :token, "
+                "updated_at = :updated ADD attempts :one",
+                ConditionExpression="attribute_exists(pk) AND (#s IN (:pending, :retrying) "
+                "OR (#s = :sending AND lease_until < :now))",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":sending": "sending",
+                    ":pending": "pending",
+                    ":retrying": "retrying",
+                    ":lease": now + lease_seconds,
+                    ":now": now,
+                    ":token": token,
+                    ":updated": utc_now().isoformat(),
+                    ":one": 1,
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            current = self.table.get_item(
+                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+                ConsistentRead=True,
+            ).get("Item")
+            if current is None:
+                return Claim("missing")
+            state = str(current["status"])
+            return Claim("busy" if state == "sending" else "final", status=state)
+        return Claim("claimed", token=token, attempts=int(str(item["attempts"])))
+
+    def record_delivery(
+        self,
+        commune: str,
+        publication_id: str,
+        channel: str,
+        token: str,
+        status: str,
+        *,
+        external_id: str | None = None,
+        url: str | None = None,
+        error: DeliveryError | None = None,
+    ) -> bool:
+        """Writes the outcome while this worker's claim still holds. False when another worker took over."""
+        values: dict[str, Any] = {":status": status, ":updated": utc_now().isoformat(), ":token": token}
+        expression = "SET #s = :status, updated_at = :updated"
+        removals = ["lease_until"]
+        for name, value in (
+            ("external_id", external_id),
+            ("url", url),
+            ("error", error.model_dump(exclude_none=True) if error else None),
+        ):
+            if value is None:
+                if name == "error":
+                    removals.append(name)
+                continue
+            expression += f", {name} = :{name}"
+            values[f":{name}"] = value
+        expression += " REMOVE " + ", ".join(removals)
+        try:
+            self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+                UpdateExpression=expression,
+                ConditionExpression="claim_token = :token",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error_:
+            if _conditional_failed(error_):
+                return False
+            raise
+        return True
+
+    def settle(self, commune: str, publication_id: str, channel: str, outcome: Outcome) -> PublicationStatus | None:
+        """Counts a channel's final outcome once; when every channel is settled, sets the final status.
+
+        Idempotent: the `settled` set makes a replay (a redelivered message) count nothing twice.
+        Returns the publication's final status once known.
+        """
+        key = {"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)}
+        try:
+            head = self.table.update_item(
+                Key=key,
+                UpdateExpression="ADD settled :channel, #count :one",
+                ConditionExpression="attribute_exists(pk) AND NOT contains(settled, :name)",
+                ExpressionAttributeNames={"#count": f"{outcome}_count"},
+                ExpressionAttributeValues={":channel": {channel}, ":name": channel, ":one": 1},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            found = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+            if found is None:
+                return None
+            head = found
+        settled: Any = head.get("settled", set())
+        if len(settled) < int(str(head["channel_count"])):
+            return None
+        final = _final_status(int(str(head.get("sent_count", 0))), int(str(head.get("failed_count", 0))))
+        try:
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="SET #s = :final",
+                ConditionExpression="#s = :publishing",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":final": final, ":publishing": "publishing"},
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+        return final
+
+
+def _final_status(sent: int, failed: int) -> PublicationStatus:
+    if failed == 0:
+        return "published"
+    return "partially_published" if sent else "failed"
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    plain = {name: (int(value) if isinstance(value, Decimal) else value) for name, value in key.items()}
+    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error) as bad:
+        raise InvalidCursor(cursor) from bad
+    if (
+        not isinstance(decoded, dict)
+        or set(decoded) != {"pk", "sk", "gsi1pk", "gsi1sk"}
+        or decoded["gsi1pk"] != partition
+    ):
+        raise InvalidCursor(cursor)
+    return decoded
