@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 @cache
-def _session() -> Any:
+def session() -> Any:
     import boto3
 
     return boto3.session.Session()
@@ -24,25 +24,25 @@ def _session() -> Any:
 
 @cache
 def dynamodb() -> DynamoDBServiceResource:
-    return _session().resource("dynamodb")  # type: ignore[no-any-return]
+    return session().resource("dynamodb")  # type: ignore[no-any-return]
 
 
 @cache
 def sns() -> SNSClient:
-    return _session().client("sns")  # type: ignore[no-any-return]
+    return session().client("sns")  # type: ignore[no-any-return]
 
 
 @cache
 def sqs() -> SQSClient:
-    return _session().client("sqs")  # type: ignore[no-any-return]
+    return session().client("sqs")  # type: ignore[no-any-return]
 
 
 @cache
 def kms() -> KMSClient:
-    return _session().client("kms")  # type: ignore[no-any-return]
+    return session().client("kms")  # type: ignore[no-any-return]
 
 
 def reset() -> None:
     """Forget every client (tests switch endpoints between cases)."""
-    for factory in (_session, dynamodb, sns, sqs, kms):
+    for factory in (session, dynamodb, sns, sqs, kms):
         factory.cache_clear()

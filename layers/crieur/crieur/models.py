@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -120,11 +121,11 @@ class PublicationContent(StrictModel):
     urgency: Urgency = "normal"
     links: Annotated[list[Link], Field(max_length=10)] = []
     media: Annotated[list[Media], Field(max_length=10)] = []
-    event: Event | None = None
+    event: Event | None = Field(default=None, validate_default=True)
     channels: Annotated[list[ChannelName], Field(min_length=1)] | None = None
     overrides: dict[ChannelName, ChannelOverride] = {}
     publish_at: datetime | None = None
-    expires_at: datetime | None = None
+    expires_at: datetime | None = Field(default=None, validate_default=True)
 
     @field_validator("publish_at", "expires_at")
     @classmethod
@@ -149,16 +150,31 @@ class PublicationRequest(PublicationContent):
             raise ValueError("La publication programmée n'est pas encore disponible : publiez sans publish_at.")
         return publish_at
 
-    @model_validator(mode="after")
-    def _consistent(self) -> PublicationRequest:
-        if self.category == "event" and self.event is None:
+    # Cross-field checks are field validators so that the error names the field to correct.
+    @field_validator("event")
+    @classmethod
+    def _event_for_events(cls, event: Event | None, info: ValidationInfo) -> Event | None:
+        if info.data.get("category") == "event" and event is None:
             raise ValueError("Une publication de catégorie « event » doit préciser l'événement (event).")
-        if self.expires_at is not None and self.expires_at <= utc_now():
+        return event
+
+    @field_validator("expires_at")
+    @classmethod
+    def _not_expired(cls, expires_at: datetime | None) -> datetime | None:
+        if expires_at is not None and as_utc(expires_at) <= utc_now():
             raise ValueError("La date d'expiration (expires_at) est déjà passée.")
-        unknown = sorted(set(self.overrides) - set(self.channels or self.overrides))
-        if unknown:
-            raise ValueError(f"Personnalisation pour un canal non visé : {', '.join(unknown)}.")
-        return self
+        return expires_at
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides_for_targets(
+        cls, overrides: dict[ChannelName, ChannelOverride], info: ValidationInfo
+    ) -> dict[ChannelName, ChannelOverride]:
+        targets = info.data.get("channels")
+        stray = sorted(set(overrides) - set(targets)) if targets else []
+        if stray:
+            raise ValueError(f"Personnalisation pour un canal non visé : {', '.join(stray)}.")
+        return overrides
 
 
 class DeliveryError(BaseModel):

@@ -1,0 +1,89 @@
+"""`crieur`: the operator's command line (communes and API keys).
+
+With no flag it works against the running local stack (`make run` writes .crieur/local.json); with
+`--stack NAME` against a deployed CloudFormation stack, using the usual AWS credentials.
+A command that creates a secret prints it once, on its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from crieur import aws
+from crieur.communes import CommuneService
+from crieur.errors import CrieurError
+from crieur.store import Store
+
+LOCAL_STATE = Path(".crieur") / "local.json"
+
+
+def _local_state() -> dict[str, object]:
+    override = os.environ.get("CRIEUR_LOCAL_STATE")
+    candidates = [Path(override)] if override else [folder / LOCAL_STATE for folder in (Path.cwd(), *Path.cwd().parents)]
+    for candidate in candidates:
+        if candidate.is_file():
+            return dict(json.loads(candidate.read_text()))
+    raise SystemExit("Aucune pile locale en marche (lancez `make run`), ou précisez --stack NOM pour une pile AWS.")
+
+
+def _table_name(stack: str | None) -> str:
+    if stack:
+        outputs = aws.session().client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]
+        return next(str(item["OutputValue"]) for item in outputs if item["OutputKey"] == "TableName")
+    state = _local_state()
+    os.environ["AWS_ENDPOINT_URL"] = str(state["aws_endpoint"])
+    os.environ["AWS_DEFAULT_REGION"] = str(state["region"])
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    aws.reset()
+    outputs = state["outputs"]
+    assert isinstance(outputs, dict)
+    return str(outputs["TableName"])
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="crieur", description="Administration de Crieur (communes, clés d'API).")
+    root.add_argument("--stack", help="pile CloudFormation déployée (par défaut : la pile locale de `make run`)")
+    nouns = root.add_subparsers(dest="noun", required=True)
+
+    commune = nouns.add_parser("commune", help="communes").add_subparsers(dest="verb", required=True)
+    create = commune.add_parser("create", help="créer une commune")
+    create.add_argument("--insee", required=True, help="code INSEE (5 caractères, ex. 35238 ou 2A004)")
+    create.add_argument("--name", required=True, help="nom de la commune")
+
+    key = nouns.add_parser("key", help="clés d'API").add_subparsers(dest="verb", required=True)
+    key_create = key.add_parser("create", help="créer une clé (affichée une seule fois)")
+    key_create.add_argument("--commune", required=True, help="code INSEE de la commune")
+    key_revoke = key.add_parser("revoke", help="révoquer une clé")
+    key_revoke.add_argument("--commune", required=True, help="code INSEE de la commune")
+    key_revoke.add_argument("--key", required=True, help="identifiant de la clé (ou la clé elle-même)")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    service = CommuneService(Store(_table_name(args.stack)))
+    try:
+        if (args.noun, args.verb) == ("commune", "create"):
+            commune = service.create_commune(args.insee, args.name)
+            print(f"Commune créée : {commune.name} ({commune.insee}), département {commune.departement}")
+        elif (args.noun, args.verb) == ("key", "create"):
+            key = service.create_key(args.commune.upper())
+            print(f"Clé créée pour {args.commune} (identifiant {key.key_id}). Elle ne sera plus affichée :")
+            print(key.key)
+        else:
+            service.revoke_key(args.commune.upper(), args.key)
+            print(f"Clé révoquée pour {args.commune}.")
+    except CrieurError as refused:
+        details = "; ".join(f"{field} : {message}" for field, message in refused.errors)
+        print(f"Refusé : {refused.detail} {details}".strip(), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from crieur.models import PublicationRequest, as_utc, departement_of
+from crieur.problems import field_path, french_message
+
+
+def errors_of(**fields: object) -> dict[str, str]:
+    with pytest.raises(ValidationError) as caught:
+        PublicationRequest.model_validate(fields)
+    return {field_path(item["loc"]): french_message(item) for item in caught.value.errors()}
+
+
+def test_minimal_request_gets_defaults() -> None:
+    request = PublicationRequest(title="  Marché de Noël ", body="Samedi sur la place.")
+    assert request.title == "Marché de Noël"
+    assert (request.category, request.urgency, request.channels) == ("news", "normal", None)
+
+
+def test_unknown_field_is_refused_and_named() -> None:
+    assert errors_of(title="t", body="b", colour="red") == {"colour": "Champ inconnu : il n'est pas accepté."}
+
+
+def test_plain_http_link_is_refused() -> None:
+    errors = errors_of(title="t", body="b", links=[{"url": "http://mairie.example.fr"}])
+    assert "https://" in errors["links[0].url"]
+
+
+def test_media_needs_alt_text() -> None:
+    errors = errors_of(title="t", body="b", media=[{"url": "https://mairie.example.fr/a.jpg"}])
+    assert errors == {"media[0].alt": "Ce champ est obligatoire."}
+
+
+def test_lengths_are_bounded_with_french_messages() -> None:
+    errors = errors_of(title="x" * 141, body="")
+    assert errors["title"] == "Trop long : au plus 140 caractères."
+    assert errors["body"] == "Trop court : au moins 1 caractère(s)."
+
+
+def test_unknown_channel_and_category_are_refused() -> None:
+    errors = errors_of(title="t", body="b", channels=["myspace"], category="gossip")
+    assert "webhook" in errors["channels[0]"]
+    assert errors["category"].startswith("Valeur non permise")
+
+
+def test_event_category_requires_event() -> None:
+    errors = errors_of(title="t", body="b", category="event")
+    assert errors == {"event": "Une publication de catégorie « event » doit préciser l'événement (event)."}
+
+
+def test_override_for_a_channel_not_targeted_is_refused() -> None:
+    errors = errors_of(title="t", body="b", channels=["webhook"], overrides={"mastodon": {"text": "x"}})
+    assert "mastodon" in errors["overrides"]
+
+
+def test_duplicate_channels_are_refused() -> None:
+    assert errors_of(title="t", body="b", channels=["webhook", "webhook"]) == {"channels": "Un canal est cité deux fois."}
+
+
+def test_naive_times_are_paris_wall_time_stored_in_utc() -> None:
+    assert as_utc(datetime(2026, 1, 15, 8, 0)) == datetime(2026, 1, 15, 7, 0, tzinfo=UTC)
+    assert as_utc(datetime(2026, 7, 15, 8, 0)) == datetime(2026, 7, 15, 6, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("insee", "departement"), [("35238", "35"), ("2A004", "2A"), ("97411", "974"), ("01001", "01")])
+def test_departement_follows_from_insee(insee: str, departement: str) -> None:
+    assert departement_of(insee) == departement
+
+
+@pytest.mark.parametrize("insee", ["3523", "352388", "2C004", "abcde"])
+def test_invalid_insee_is_refused(insee: str) -> None:
+    with pytest.raises(ValueError, match="INSEE"):
+        departement_of(insee)
