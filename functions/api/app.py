@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from aws_lambda_powertools.event_handler.openapi.params import Header, Query
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
@@ -31,7 +31,6 @@ from crieur.models import (
 )
 from crieur.problems import field_path, french_message
 from crieur.service import PublicationService
-from pydantic import Field
 
 MAX_BODY_BYTES = 256 * 1024
 PROBLEM = "application/problem+json"
@@ -147,7 +146,7 @@ def list_publications(
 
 
 @app.get("/v1/publications/<publication_id>")
-def get_publication(publication_id: Annotated[str, Field(max_length=64)]) -> Publication:
+def get_publication(publication_id: Annotated[str, Path(max_length=64)]) -> Publication:
     return service().get_publication(commune(), publication_id)
 
 

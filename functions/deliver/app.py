@@ -18,7 +18,8 @@ from crieur.security import guarded_client
 
 logger = Logger()
 metrics = Metrics()
-processor = BatchProcessor(event_type=EventType.SQS)
+# Every failure is reported per record (with its own visibility), never as a failed invocation.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class RetryLater(Exception):
@@ -31,6 +32,7 @@ def worker() -> DeliveryWorker:
     if channel not in get_args(ChannelName):
         raise RuntimeError(f"CHANNEL={channel!r} has no adapter")
     http = cache(guarded_client)
+    metrics.set_default_dimensions(channel=channel)
     return DeliveryWorker(
         store=config.store(),
         vault=config.vault(),
@@ -51,7 +53,6 @@ def record_handler(record: SQSRecord) -> None:
     message = FanoutMessage.model_validate_json(record.body)
     receive_count = int(record.attributes.approximate_receive_count)
     retry = worker().deliver(message, receive_count)
-    metrics.add_dimension(name="channel", value=worker().channel)
     if retry is None:
         metrics.add_metric(name="DeliveriesSettled", unit=MetricUnit.Count, value=1)
         return

@@ -6,14 +6,13 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import respx
-
 from crieur.channels import mastodon
 from crieur.channels.base import PermanentChannelError, TransientChannelError
 from crieur.channels.mastodon import MastodonChannel, MastodonCredentials, MastodonSettings
 from crieur.channels.webhook import WebhookChannel, WebhookCredentials, WebhookSettings
 from crieur.models import Publication
-from crieur.security import guarded_client, new_webhook_secret, verify_webhook
 from crieur.render.text import weighted_length
+from crieur.security import guarded_client, new_webhook_secret, verify_webhook
 
 INSTANCE = "https://mastodon.example"
 
@@ -47,9 +46,7 @@ def toot() -> MastodonChannel:
 @respx.mock
 def test_mastodon_posts_with_bearer_and_idempotency_key(toot: MastodonChannel) -> None:
     respx.get(f"{INSTANCE}/api/v2/instance").respond(json={"configuration": {"statuses": {"max_characters": 500}}})
-    route = respx.post(f"{INSTANCE}/api/v1/statuses").respond(
-        json={"id": "1101", "url": f"{INSTANCE}/@mairie/1101"}
-    )
+    route = respx.post(f"{INSTANCE}/api/v1/statuses").respond(json={"id": "1101", "url": f"{INSTANCE}/@mairie/1101"})
     sent = toot.send(toot.render(publication()), delivery_id="pub_01JDELIVERY-mastodon")
     assert (sent.external_id, sent.url) == ("1101", f"{INSTANCE}/@mairie/1101")
     request = route.calls.last.request

@@ -1,10 +1,9 @@
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import ValidationError
-
 from crieur.models import PublicationRequest, as_utc, departement_of
 from crieur.problems import field_path, french_message
+from pydantic import ValidationError
 
 
 def errors_of(**fields: object) -> dict[str, str]:
@@ -56,7 +55,9 @@ def test_override_for_a_channel_not_targeted_is_refused() -> None:
 
 
 def test_duplicate_channels_are_refused() -> None:
-    assert errors_of(title="t", body="b", channels=["webhook", "webhook"]) == {"channels": "Un canal est cité deux fois."}
+    assert errors_of(title="t", body="b", channels=["webhook", "webhook"]) == {
+        "channels": "Un canal est cité deux fois."
+    }
 
 
 def test_naive_times_are_paris_wall_time_stored_in_utc() -> None:
@@ -64,7 +65,9 @@ def test_naive_times_are_paris_wall_time_stored_in_utc() -> None:
     assert as_utc(datetime(2026, 7, 15, 8, 0)) == datetime(2026, 7, 15, 6, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("insee", "departement"), [("35238", "35"), ("2A004", "2A"), ("97411", "974"), ("01001", "01")])
+@pytest.mark.parametrize(
+    ("insee", "departement"), [("35238", "35"), ("2A004", "2A"), ("97411", "974"), ("01001", "01")]
+)
 def test_departement_follows_from_insee(insee: str, departement: str) -> None:
     assert departement_of(insee) == departement
 

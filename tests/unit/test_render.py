@@ -1,7 +1,6 @@
 from datetime import UTC, datetime
 
 import pytest
-
 from crieur.models import Publication
 from crieur.render.text import compose, weighted_length
 

@@ -1,5 +1,4 @@
 import pytest
-
 from crieur.security import (
     ForbiddenTarget,
     InvalidSignature,
@@ -42,11 +41,14 @@ def test_rotation_accepts_either_secret() -> None:
 def test_api_keys_are_random_and_stored_hashed() -> None:
     first, second = new_api_key(), new_api_key()
     assert first.key != second.key
-    assert first.key_hash == hash_api_key(first.key) and first.key not in first.key_hash
+    assert first.key_hash == hash_api_key(first.key)
+    assert first.key not in first.key_hash
     assert new_api_key("chosen-key").key == "chosen-key"
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "10.1.2.3", "192.168.0.10", "169.254.169.254", "::1", "::ffff:127.0.0.1"])
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "10.1.2.3", "192.168.0.10", "169.254.169.254", "::1", "::ffff:127.0.0.1"]
+)
 def test_private_and_local_addresses_are_refused(host: str) -> None:
     with pytest.raises(ForbiddenTarget):
         check_public_host(host, 443)

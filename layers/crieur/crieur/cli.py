@@ -23,7 +23,9 @@ LOCAL_STATE = Path(".crieur") / "local.json"
 
 def _local_state() -> dict[str, object]:
     override = os.environ.get("CRIEUR_LOCAL_STATE")
-    candidates = [Path(override)] if override else [folder / LOCAL_STATE for folder in (Path.cwd(), *Path.cwd().parents)]
+    candidates = (
+        [Path(override)] if override else [folder / LOCAL_STATE for folder in (Path.cwd(), *Path.cwd().parents)]
+    )
     for candidate in candidates:
         if candidate.is_file():
             return dict(json.loads(candidate.read_text()))

@@ -396,26 +396,29 @@ class Store:
     ) -> bool:
         """Writes the outcome while this worker's claim still holds. False when another worker took over."""
         values: dict[str, Any] = {":status": status, ":updated": utc_now().isoformat(), ":token": token}
-        expression = "SET #s = :status, updated_at = :updated"
-        removals = ["lease_until"]
+        names = {"#s": "status", "#updated": "updated_at", "#lease": "lease_until"}
+        assignments = ["#s = :status", "#updated = :updated"]
+        removals = ["#lease"]
         for name, value in (
             ("external_id", external_id),
             ("url", url),
             ("error", error.model_dump(exclude_none=True) if error else None),
         ):
+            names[f"#{name}"] = name
             if value is None:
-                if name == "error":
-                    removals.append(name)
+                if name == "error":  # an outcome replaces the last attempt's error; ids and URLs stay
+                    removals.append(f"#{name}")
+                else:
+                    del names[f"#{name}"]
                 continue
-            expression += f", {name} = :{name}"
+            assignments.append(f"#{name} = :{name}")
             values[f":{name}"] = value
-        expression += " REMOVE " + ", ".join(removals)
         try:
             self.table.update_item(
                 Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
-                UpdateExpression=expression,
+                UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
                 ConditionExpression="claim_token = :token",
-                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeNames=names,
                 ExpressionAttributeValues=values,
             )
         except ClientError as error_:

@@ -36,20 +36,28 @@ class SentPost(BaseModel):
 
 
 class ChannelError(Exception):
-    def __init__(self, code: str, message: str, provider_message: str | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, provider_message: str | None = None, http_status: int | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.provider_message = provider_message
+        self.http_status = http_status
 
 
 class TransientChannelError(ChannelError):
     """Worth retrying: 5xx, 429, timeouts. `retry_after` in seconds when the provider says."""
 
     def __init__(
-        self, code: str, message: str, provider_message: str | None = None, retry_after: float | None = None
+        self,
+        code: str,
+        message: str,
+        provider_message: str | None = None,
+        retry_after: float | None = None,
+        http_status: int | None = None,
     ) -> None:
-        super().__init__(code, message, provider_message)
+        super().__init__(code, message, provider_message, http_status)
         self.retry_after = retry_after
 
 
@@ -65,16 +73,22 @@ class SkipDelivery(ChannelError):
 
 
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
-    """Retry-After as delta-seconds or HTTP date; else X-RateLimit-Reset as an epoch or ISO time."""
+    """Retry-After as delta-seconds or HTTP date; on a 429 only, else X-RateLimit-Reset (epoch or ISO time).
+
+    Providers send X-RateLimit-Reset on every answer (the end of the current window): it says when to
+    retry only when the limit is what failed.
+    """
     now = time.time() if now is None else now
     value = response.headers.get("retry-after")
     if value:
         if value.strip().isdigit():
             return float(value)
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - now)
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError):
+            return None
     reset = response.headers.get("x-ratelimit-reset") or response.headers.get("x-rate-limit-reset")
-    if reset:
+    if reset and response.status_code == 429:
         try:
             return max(0.0, float(reset) - now)
         except ValueError:
@@ -108,6 +122,7 @@ def raise_for_provider_status(response: httpx.Response, provider: str) -> None:
             f"{provider} limite le nombre d'envois : nouvel essai automatique plus tard.",
             detail,
             retry_after_seconds(response),
+            status,
         )
     if status >= 500 or status == 408:
         raise TransientChannelError(
@@ -115,14 +130,19 @@ def raise_for_provider_status(response: httpx.Response, provider: str) -> None:
             f"{provider} est momentanément indisponible (erreur {status}) : nouvel essai automatique.",
             detail,
             retry_after_seconds(response),
+            status,
         )
     if status in (401, 403):
         raise PermanentChannelError(
             "needs_reconnect",
             f"{provider} refuse l'accès (erreur {status}) : reconnectez le canal (identifiants expirés ou révoqués).",
             detail,
+            status,
         )
-    raise PermanentChannelError("rejected", f"{provider} a refusé la publication (erreur {status}) : {detail}", detail)
+    if status == 410:
+        raise PermanentChannelError("gone", f"{provider} n'accepte plus ces envois (erreur 410).", detail, status)
+    message = f"{provider} a refusé la publication (erreur {status}) : {detail}"
+    raise PermanentChannelError("rejected", message, detail, status)
 
 
 def call_provider(client: httpx.Client, provider: str, request: httpx.Request) -> httpx.Response:

@@ -7,7 +7,14 @@ from typing import Any, ClassVar
 
 from pydantic import AnyUrl, field_validator
 
-from crieur.channels.base import Channel, ChannelCredentials, ChannelSettings, SentPost, call_provider
+from crieur.channels.base import (
+    Channel,
+    ChannelCredentials,
+    ChannelSettings,
+    PermanentChannelError,
+    SentPost,
+    call_provider,
+)
 from crieur.channels.webhook import check_target_url
 from crieur.models import Publication
 from crieur.render.text import compose
@@ -79,4 +86,8 @@ class MastodonChannel(Channel[MastodonSettings, MastodonCredentials]):
             f"{self.settings.base}/api/v1/statuses/{external_id}",
             headers={"Authorization": f"Bearer {self.credentials.access_token}"},
         )
-        call_provider(self.http, "Mastodon", request)
+        try:
+            call_provider(self.http, "Mastodon", request)
+        except PermanentChannelError as refused:
+            if refused.http_status != 404:  # already deleted (by hand, or by an earlier attempt): done
+                raise

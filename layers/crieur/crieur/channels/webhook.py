@@ -11,7 +11,6 @@ from crieur.channels.base import (
     Channel,
     ChannelCredentials,
     ChannelSettings,
-    PermanentChannelError,
     SentPost,
     call_provider,
 )
@@ -64,9 +63,7 @@ class WebhookChannel(Channel[WebhookSettings, WebhookCredentials]):
             **webhook_headers(self.credentials.secret, delivery_id, body),
         }
         request = self.http.build_request("POST", str(self.settings.url), content=body, headers=headers)
-        response = call_provider(self.http, "Le site destinataire", request)
-        if response.status_code == 410:
-            raise PermanentChannelError("gone", "Le site destinataire ne veut plus de ces envois (410).")
+        call_provider(self.http, "Le site destinataire", request)
         return SentPost(external_id=delivery_id)
 
     def delete(self, external_id: str) -> None:

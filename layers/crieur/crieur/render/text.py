@@ -16,13 +16,28 @@ URL_PATTERN = re.compile(r"https?://[^\s<>\"']+")
 ELLIPSIS = "…"
 
 
+TRAILING_PUNCTUATION = ".,;:!?'\""
+
+
+def _url_end(text: str, start: int, end: int) -> int:
+    """Where a URL really ends: like Mastodon and X, not on trailing punctuation or an unbalanced ')'."""
+    while end > start:
+        last = text[end - 1]
+        if last in TRAILING_PUNCTUATION or (last == ")" and text.count("(", start, end) < text.count(")", start, end)):
+            end -= 1
+        else:
+            break
+    return end
+
+
 def weighted_length(text: str, url_weight: int | None = None) -> int:
     if url_weight is None:
         return len(text)
     total, last = 0, 0
     for match in URL_PATTERN.finditer(text):
+        end = _url_end(text, match.start(), match.end())
         total += len(text[last : match.start()]) + url_weight
-        last = match.end()
+        last = end
     return total + len(text[last:])
 
 

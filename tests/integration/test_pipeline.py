@@ -1,0 +1,341 @@
+"""The handlers in-process against moto in server mode (over real HTTP), resources from template.yaml.
+
+API → DynamoDB + SNS → per-channel SQS → deliver, with respx standing in for the providers.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from crieur import aws
+
+from tests.integration.conftest import Gateway, Stack
+
+HOOK = "https://site.example/hooks/crieur"
+INSTANCE = "https://mastodon.example"
+PUBLICATION = {"title": "Coupure d'eau", "body": "Mardi de 9 h à 12 h, rue des Lilas."}
+
+
+@pytest.fixture
+def commune(gateway: Gateway) -> str:
+    """A fresh commune with webhook and mastodon configured."""
+    insee = gateway.new_commune()
+    assert (
+        gateway.call(
+            "PUT",
+            "/v1/channels/webhook",
+            insee,
+            {"settings": {"url": HOOK}, "credentials": {"secret": "whsec_" + "A" * 44}},
+        ).status
+        == 200
+    )
+    assert (
+        gateway.call(
+            "PUT",
+            "/v1/channels/mastodon",
+            insee,
+            {"settings": {"instance_url": INSTANCE}, "credentials": {"access_token": "tok"}},
+        ).status
+        == 200
+    )
+    return insee
+
+
+def publish(gateway: Gateway, insee: str, headers: dict[str, str] | None = None, **fields: Any) -> dict[str, Any]:
+    answer = gateway.call("POST", "/v1/publications", insee, {**PUBLICATION, **fields}, headers=headers)
+    assert answer.status == 201, answer.body
+    assert answer.headers["Location"] == f"/v1/publications/{answer.json['id']}"
+    return answer.json
+
+
+# --- authorizer -------------------------------------------------------------------------------------------
+
+
+def test_authorizer_maps_key_to_commune_and_refuses_others(gateway: Gateway) -> None:
+    insee = gateway.new_commune()
+    key = gateway.keys[insee]
+    assert gateway.authorize(f"Bearer {key}") == {"isAuthorized": True, "context": {"commune": insee}}
+    assert gateway.authorize("Bearer crieur_not-a-key") == {"isAuthorized": False}
+    assert gateway.authorize(None) == {"isAuthorized": False}
+    assert gateway.authorize(key) == {"isAuthorized": False}  # no Bearer scheme
+    gateway.communes.revoke_key(insee, key)
+    assert gateway.authorize(f"Bearer {key}") == {"isAuthorized": False}
+
+
+# --- channels ---------------------------------------------------------------------------------------------
+
+
+def test_channel_credentials_are_sealed_write_only_and_bound_to_the_commune(gateway: Gateway, stack: Stack) -> None:
+    insee = gateway.new_commune()
+    secret = "whsec_" + "B" * 44
+    answer = gateway.call(
+        "PUT", "/v1/channels/webhook", insee, {"settings": {"url": HOOK}, "credentials": {"secret": secret}}
+    )
+    assert answer.status == 200
+    assert answer.json["credentials_set"] is True
+    assert secret not in answer.body
+    listed = gateway.call("GET", "/v1/channels", insee)
+    assert [item["channel"] for item in listed.json["items"]] == ["webhook"]
+    assert secret not in listed.body
+
+    item = aws.dynamodb().Table(stack.table).get_item(Key={"pk": f"C#{insee}", "sk": "CH#webhook"})["Item"]
+    ciphertext = bytes(item["credentials"].value)
+    assert secret.encode() not in ciphertext
+    plain = aws.kms().decrypt(CiphertextBlob=ciphertext, EncryptionContext={"commune": insee, "channel": "webhook"})
+    assert json.loads(plain["Plaintext"]) == {"secret": secret}
+    with pytest.raises(aws.kms().exceptions.InvalidCiphertextException):
+        aws.kms().decrypt(CiphertextBlob=ciphertext, EncryptionContext={"commune": "99999", "channel": "webhook"})
+
+    # Settings change without credentials keeps the stored ones.
+    assert gateway.call("PUT", "/v1/channels/webhook", insee, {"enabled": False, "settings": {"url": HOOK}}).json[
+        "credentials_set"
+    ]
+
+
+def test_channel_settings_are_validated_per_channel(gateway: Gateway) -> None:
+    insee = gateway.new_commune()
+    answer = gateway.call(
+        "PUT", "/v1/channels/webhook", insee, {"settings": {"url": "ftp://x"}, "credentials": {"secret": "nope"}}
+    )
+    assert answer.status == 422
+    fields = {error["field"] for error in answer.json["errors"]}
+    assert fields == {"settings.url", "credentials.secret"}
+    assert gateway.call("PUT", "/v1/channels/myspace", insee, {"settings": {}}).status == 422
+    first_time = gateway.call("PUT", "/v1/channels/mastodon", insee, {"settings": {"instance_url": INSTANCE}})
+    assert first_time.json["errors"] == [
+        {"field": "credentials", "message": "Identifiants obligatoires à la première configuration du canal."}
+    ]
+    assert gateway.call("GET", "/v1/channels/mastodon", insee).status == 404
+    assert gateway.call("DELETE", "/v1/channels/mastodon", insee).status == 404
+
+
+# --- publish ----------------------------------------------------------------------------------------------
+
+
+def test_publish_stores_and_fans_out_one_message_per_channel_queue(
+    gateway: Gateway, stack: Stack, commune: str
+) -> None:
+    created = publish(gateway, commune)
+    assert created["status"] == "publishing"
+    assert set(created["deliveries"]) == {"webhook", "mastodon"}
+    assert {d["status"] for d in created["deliveries"].values()} == {"pending"}
+    for channel in ("webhook", "mastodon"):
+        messages = stack.drain(channel)
+        assert [json.loads(m["Body"]) for m in messages] == [
+            {"action": "publish", "commune": commune, "publication_id": created["id"]}
+        ]
+
+    only_webhook = publish(gateway, commune, channels=["webhook"])
+    assert [json.loads(m["Body"])["publication_id"] for m in stack.drain("webhook")] == [only_webhook["id"]]
+    assert stack.drain("mastodon") == []
+
+
+def test_idempotency_key_replay_creates_nothing(gateway: Gateway, stack: Stack, commune: str) -> None:
+    first = publish(gateway, commune, headers={"Idempotency-Key": "k-1"})
+    again = publish(gateway, commune, headers={"Idempotency-Key": "k-1"})
+    assert again["id"] == first["id"]
+    assert len(stack.drain("webhook")) == 1
+    listed = gateway.call("GET", "/v1/publications", commune).json["items"]
+    assert [p["id"] for p in listed] == [first["id"]]
+    other_body = gateway.call(
+        "POST", "/v1/publications", commune, {**PUBLICATION, "title": "Autre"}, headers={"Idempotency-Key": "k-1"}
+    )
+    assert other_body.status == 422
+    assert other_body.json["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_publish_refuses_channels_the_commune_has_not_configured(gateway: Gateway) -> None:
+    insee = gateway.new_commune()
+    nothing = gateway.call("POST", "/v1/publications", insee, PUBLICATION)
+    assert nothing.status == 422
+    assert nothing.json["errors"][0]["field"] == "channels"
+    named = gateway.call("POST", "/v1/publications", insee, {**PUBLICATION, "channels": ["mastodon"]})
+    assert named.status == 422
+    assert named.json["errors"] == [
+        {"field": "channels[0]", "message": "Le canal « mastodon » n'est pas configuré pour cette commune."}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**PUBLICATION, "colour": "red"}, "colour"),
+        ({**PUBLICATION, "links": [{"url": "http://insecure.example"}]}, "links[0].url"),
+        ({**PUBLICATION, "media": [{"url": "https://x.example/a.jpg"}]}, "media[0].alt"),
+        ({**PUBLICATION, "channels": ["myspace"]}, "channels[0]"),
+        ({"body": "sans titre"}, "title"),
+    ],
+)
+def test_bad_input_is_a_french_problem_naming_the_field(
+    gateway: Gateway, commune: str, body: dict[str, Any], field: str
+) -> None:
+    answer = gateway.call("POST", "/v1/publications", commune, body)
+    assert answer.status == 422
+    assert answer.headers["Content-Type"] == "application/problem+json"
+    assert answer.json["title"] == "Données invalides"
+    assert field in [error["field"] for error in answer.json["errors"]]
+
+
+def test_malformed_and_oversized_json_are_refused(gateway: Gateway, commune: str) -> None:
+    malformed = gateway.call("POST", "/v1/publications", commune, raw="{not json")
+    assert malformed.status == 422
+    assert malformed.json["errors"][0]["message"].startswith("JSON invalide")
+    huge = gateway.call("POST", "/v1/publications", commune, raw=json.dumps({**PUBLICATION, "body": "x" * 300_000}))
+    assert huge.status == 422
+    assert huge.json["errors"] == [{"field": "body", "message": "Au plus 256 Kio."}]
+
+
+def test_another_communes_publication_is_not_found(gateway: Gateway, commune: str) -> None:
+    created = publish(gateway, commune)
+    stranger = gateway.new_commune()
+    answer = gateway.call("GET", f"/v1/publications/{created['id']}", stranger)
+    assert answer.status == 404
+    assert answer.json["status"] == 404
+    assert gateway.call("GET", f"/v1/publications/{created['id']}", commune).status == 200
+
+
+def test_list_is_newest_first_with_a_cursor(gateway: Gateway, commune: str) -> None:
+    ids = [publish(gateway, commune, title=f"Avis {n}")["id"] for n in range(3)]
+    first = gateway.call("GET", "/v1/publications?limit=2", commune).json
+    assert [p["id"] for p in first["items"]] == ids[::-1][:2]
+    rest = gateway.call("GET", f"/v1/publications?limit=2&cursor={first['next_cursor']}", commune).json
+    assert [p["id"] for p in rest["items"]] == ids[:1]
+    assert rest["next_cursor"] is None
+    assert gateway.call("GET", "/v1/publications?cursor=garbage", commune).json["errors"][0]["field"] == "cursor"
+    assert gateway.call("GET", "/v1/publications?limit=0", commune).json["errors"][0]["field"] == "limit"
+    assert gateway.call("GET", "/v1/publications?status=publishing", commune).json["items"][0]["id"] == ids[-1]
+
+
+def test_health_and_openapi(gateway: Gateway) -> None:
+    assert gateway.call("GET", "/v1/health", None).json == {"status": "ok"}
+    spec = gateway.call("GET", "/v1/openapi.json", None).json
+    assert spec["openapi"].startswith("3.1")
+    assert {"/v1/publications", "/v1/publications/{publication_id}", "/v1/channels/{channel}"} <= set(spec["paths"])
+
+
+# --- deliver ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def providers(monkeypatch: pytest.MonkeyPatch) -> respx.MockRouter:
+    # respx stands in for the providers; their names do not resolve here, so skip the address guard.
+    monkeypatch.setenv("CRIEUR_ALLOW_PRIVATE_TARGETS", "1")
+    with respx.mock(assert_all_called=False) as router:
+        router.get(f"{INSTANCE}/api/v2/instance").respond(json={"configuration": {"statuses": {"max_characters": 500}}})
+        yield router
+
+
+def test_delivery_end_to_end_in_process(
+    gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter
+) -> None:
+    hook = providers.post(HOOK).respond(204)
+    toot = providers.post(f"{INSTANCE}/api/v1/statuses").respond(json={"id": "77", "url": f"{INSTANCE}/@m/77"})
+    created = publish(gateway, commune)
+    assert stack.deliver("webhook") == []
+    assert stack.deliver("mastodon") == []
+    shown = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
+    assert shown["status"] == "published"
+    assert shown["deliveries"]["mastodon"] | {"updated_at": None} == {
+        "status": "sent",
+        "attempts": 1,
+        "external_id": "77",
+        "url": f"{INSTANCE}/@m/77",
+        "error": None,
+        "updated_at": None,
+    }
+    assert shown["deliveries"]["webhook"]["status"] == "sent"
+    assert hook.call_count == 1
+    assert toot.call_count == 1
+
+
+def test_transient_failure_is_retried_then_sent(
+    gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter
+) -> None:
+    toot = providers.post(f"{INSTANCE}/api/v1/statuses")
+    toot.side_effect = [httpx.Response(503, json={"error": "busy"}), httpx.Response(200, json={"id": "9", "url": None})]
+    created = publish(gateway, commune, channels=["mastodon"])
+    failures = stack.deliver("mastodon")
+    assert len(failures) == 1
+    retrying = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
+    assert retrying["deliveries"]["mastodon"]["status"] == "retrying"
+    assert retrying["deliveries"]["mastodon"]["error"]["code"] == "provider_unavailable"
+    assert retrying["status"] == "publishing"
+    assert stack.deliver("mastodon", make_visible=True) == []
+    done = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
+    assert done["deliveries"]["mastodon"]["status"] == "sent"
+    assert done["deliveries"]["mastodon"]["attempts"] == 2
+    assert done["status"] == "published"
+
+
+def test_transient_failure_on_the_last_receive_is_failed(
+    gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter
+) -> None:
+    providers.post(f"{INSTANCE}/api/v1/statuses").respond(500, json={"error": "down"})
+    providers.post(HOOK).respond(204)
+    created = publish(gateway, commune)
+    stack.deliver("webhook")
+    for _ in range(4):
+        assert len(stack.deliver("mastodon", make_visible=True)) == 1
+    assert stack.deliver("mastodon", make_visible=True) == []  # 5th receive: recorded failed, message deleted
+    shown = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
+    mastodon = shown["deliveries"]["mastodon"]
+    assert mastodon["status"] == "failed"
+    assert mastodon["error"]["message"].startswith("Échec après 5 tentatives")
+    assert mastodon["error"]["provider_message"] == "down"
+    assert shown["status"] == "partially_published"
+
+
+def test_provider_4xx_fails_at_once(gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter) -> None:
+    providers.post(f"{INSTANCE}/api/v1/statuses").respond(422, json={"error": "Validation failed: Text too long"})
+    created = publish(gateway, commune, channels=["mastodon"])
+    assert stack.deliver("mastodon") == []
+    shown = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
+    assert shown["deliveries"]["mastodon"]["status"] == "failed"
+    assert shown["deliveries"]["mastodon"]["attempts"] == 1
+    assert "Text too long" in shown["deliveries"]["mastodon"]["error"]["message"]
+    assert shown["status"] == "failed"
+
+
+def test_redelivered_message_never_sends_twice(
+    gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter
+) -> None:
+    toot = providers.post(f"{INSTANCE}/api/v1/statuses").respond(json={"id": "5", "url": None})
+    created = publish(gateway, commune, channels=["mastodon"])
+    message = stack.receive("mastodon")
+    stack.run_deliver("mastodon", [message])
+    stack.run_deliver("mastodon", [message])  # the same message again (SQS at-least-once)
+    assert toot.call_count == 1
+    assert gateway.call("GET", f"/v1/publications/{created['id']}", commune).json["status"] == "published"
+
+
+def test_crash_between_provider_call_and_status_write_does_not_post_twice(
+    gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker dies after Mastodon accepted the status; the redelivery reuses the same Idempotency-Key."""
+    toot = providers.post(f"{INSTANCE}/api/v1/statuses").respond(json={"id": "6", "url": None})
+    created = publish(gateway, commune, channels=["mastodon"])
+    message = stack.receive("mastodon")
+    worker = stack.worker("mastodon")
+    real_record = worker.store.record_delivery
+
+    def crash(*args: Any, **kwargs: Any) -> bool:
+        raise SystemExit("container killed")
+
+    monkeypatch.setattr(worker.store, "record_delivery", crash)
+    with pytest.raises(SystemExit):
+        worker.deliver(stack.fanout_message(message), receive_count=1)
+    monkeypatch.setattr(worker.store, "record_delivery", real_record)
+    stuck = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
+    assert stuck["deliveries"]["mastodon"]["status"] == "sending"
+
+    stack.expire_lease(commune, created["id"], "mastodon")
+    assert worker.deliver(stack.fanout_message(message), receive_count=2) is None
+    keys = {call.request.headers["Idempotency-Key"] for call in toot.calls}
+    assert keys == {f"{created['id']}-mastodon"}
+    shown = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
+    assert shown["deliveries"]["mastodon"]["status"] == "sent"
+    assert shown["status"] == "published"
