@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from crieur import config, idempotency
-from crieur.errors import CrieurError
+from crieur.errors import CrieurError, Unauthenticated
 from crieur.models import (
     ChannelConfigRequest,
     ChannelConfigView,
@@ -37,14 +37,14 @@ PROBLEM = "application/problem+json"
 
 logger = Logger()
 app = APIGatewayHttpResolver(enable_validation=True)
-app.enable_swagger(
-    path="/v1/docs",
+app.configure_openapi(
     title="Crieur",
     version="1",
     description="Publier une fois, diffuser partout : l'API des communes.",
     security_schemes={"bearer": HTTPBearer(description="Clé d'API de la commune")},
     security=[{"bearer": []}],
 )
+app.enable_swagger(path="/v1/docs")
 
 
 @cache
@@ -53,7 +53,21 @@ def service() -> PublicationService:
 
 
 def commune() -> str:
-    return str(app.current_event.request_context.authorizer.get_lambda["commune"])
+    """The caller's commune, as the authorizer resolved it from the API key."""
+    found = app.current_event.request_context.authorizer.get_lambda.get("commune")
+    if not found:
+        raise Unauthenticated()
+    return str(found)
+
+
+def unauthenticated(event: dict[str, Any]) -> bool:
+    """A guarded route (the authorizer ran) whose key matched no commune.
+
+    The authorizer lets unknown keys through with an empty commune so that the answer is a 401 in
+    French here; API Gateway itself could only answer 403 {"message": "Forbidden"}.
+    """
+    authorizer = event.get("requestContext", {}).get("authorizer")
+    return authorizer is not None and not (authorizer.get("lambda") or {}).get("commune")
 
 
 def problem_body(status: int, title: str, detail: str, errors: list[tuple[str, str]] | None = None) -> str:
@@ -109,7 +123,7 @@ def health() -> dict[str, str]:
 
 @app.get("/v1/openapi.json", security=[], include_in_schema=False)
 def openapi() -> Response[str]:
-    return Response(200, "application/json", app.get_openapi_json_schema(title="Crieur", version="1"))
+    return Response(200, "application/json", app.get_openapi_json_schema())
 
 
 @app.post("/v1/publications", responses={201: {"description": "Publication acceptée"}})
@@ -176,5 +190,12 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if len(event.get("body") or "") > MAX_BODY_BYTES * (4 / 3 if event.get("isBase64Encoded") else 1):
         body = problem_body(422, "Données invalides", "Requête trop volumineuse.", [("body", "Au plus 256 Kio.")])
         return {"statusCode": 422, "headers": {"Content-Type": PROBLEM}, "body": body}
+    if unauthenticated(event):
+        error = Unauthenticated()
+        return {
+            "statusCode": 401,
+            "headers": {"Content-Type": PROBLEM, "WWW-Authenticate": "Bearer"},
+            "body": problem_body(error.status, error.title, error.detail),
+        }
     idempotency.config().register_lambda_context(context)
     return app.resolve(event, context)

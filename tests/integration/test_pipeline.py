@@ -12,6 +12,7 @@ import httpx
 import pytest
 import respx
 from crieur import aws
+from crieur.security import api_key_id, hash_api_key
 
 from tests.integration.conftest import Gateway, Stack
 
@@ -59,11 +60,26 @@ def test_authorizer_maps_key_to_commune_and_refuses_others(gateway: Gateway) -> 
     insee = gateway.new_commune()
     key = gateway.keys[insee]
     assert gateway.authorize(f"Bearer {key}") == {"isAuthorized": True, "context": {"commune": insee}}
-    assert gateway.authorize("Bearer crieur_not-a-key") == {"isAuthorized": False}
-    assert gateway.authorize(None) == {"isAuthorized": False}
-    assert gateway.authorize(key) == {"isAuthorized": False}  # no Bearer scheme
-    gateway.communes.revoke_key(insee, key)
-    assert gateway.authorize(f"Bearer {key}") == {"isAuthorized": False}
+    nobody = {"isAuthorized": True, "context": {"commune": ""}}  # the api answers 401 in French
+    assert gateway.authorize("Bearer crieur_not-a-key") == nobody
+    assert gateway.authorize(None) == nobody
+    assert gateway.authorize(key) == nobody  # no Bearer scheme
+    gateway.communes.revoke_key(insee, api_key_id(hash_api_key(key)))
+    assert gateway.authorize(f"Bearer {key}") == nobody
+
+
+def test_unknown_or_revoked_keys_get_a_french_401(gateway: Gateway) -> None:
+    insee = gateway.new_commune()
+    assert gateway.call("GET", "/v1/channels", insee).status == 200
+    gateway.communes.revoke_key(insee, gateway.keys[insee])  # by the key itself
+    gateway.local.cache.clear()  # API Gateway keeps an authorizer answer up to ReauthorizeEvery (300 s)
+    answer = gateway.call("GET", "/v1/channels", insee)
+    assert answer.status == 401
+    assert answer.json["title"] == "Clé d'API manquante ou invalide"
+    # A request without any Authorization header never reaches the functions (identity source missing).
+    assert gateway.call("GET", "/v1/channels", None).status == 401
+    # A bad key is refused before the body is even looked at.
+    assert gateway.call("POST", "/v1/publications", insee, {"nonsense": True}).status == 401
 
 
 # --- channels ---------------------------------------------------------------------------------------------
@@ -215,6 +231,10 @@ def test_health_and_openapi(gateway: Gateway) -> None:
     spec = gateway.call("GET", "/v1/openapi.json", None).json
     assert spec["openapi"].startswith("3.1")
     assert {"/v1/publications", "/v1/publications/{publication_id}", "/v1/channels/{channel}"} <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    docs = gateway.call("GET", "/v1/docs", None)
+    assert docs.status == 200
+    assert "swagger" in docs.body.lower()
 
 
 # --- deliver ----------------------------------------------------------------------------------------------

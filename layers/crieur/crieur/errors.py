@@ -23,6 +23,16 @@ class InvalidInput(CrieurError):
         super().__init__("Corrigez les champs indiqués puis réessayez.", errors)
 
 
+class Unauthenticated(CrieurError):
+    status = 401
+    title = "Clé d'API manquante ou invalide"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Indiquez la clé d'API de la commune : Authorization: Bearer <clé>. Une clé révoquée ne vaut plus."
+        )
+
+
 class NotFound(CrieurError):
     """404, also for another commune's ids: existence is never revealed."""
 
