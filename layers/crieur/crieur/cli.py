@@ -39,8 +39,8 @@ def _table_name(stack: str | None) -> str:
     state = _local_state()
     os.environ["AWS_ENDPOINT_URL"] = str(state["aws_endpoint"])
     os.environ["AWS_DEFAULT_REGION"] = str(state["region"])
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ["AWS_ACCESS_KEY_ID"] = "local"  # moto accepts any credentials
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
     aws.reset()
     outputs = state["outputs"]
     assert isinstance(outputs, dict)

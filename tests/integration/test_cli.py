@@ -1,0 +1,62 @@
+"""The operator CLI against a running stack, found through the state file `make run` writes."""
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crieur import aws, cli
+from crieur.communes import CommuneService
+from crieur.store import Store
+from infra.local.provision import Deployment
+
+
+@pytest.fixture
+def local_state(
+    tmp_path: Path, moto_endpoint: str, deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    state = tmp_path / "local.json"
+    state.write_text(
+        json.dumps({"aws_endpoint": moto_endpoint, "region": deployment.region, "outputs": deployment.outputs})
+    )
+    monkeypatch.setenv("CRIEUR_LOCAL_STATE", str(state))
+    # The CLI sets these from the state file; monkeypatch restores them after the test.
+    for name in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "unset-by-the-test")
+    yield state
+    aws.reset()
+
+
+def test_commune_and_key_lifecycle(
+    local_state: Path, deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["commune", "create", "--insee", "2a004", "--name", "Ajaccio"]) == 0
+    assert "département 2A" in capsys.readouterr().out
+
+    assert cli.main(["key", "create", "--commune", "2A004"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    key = printed[-1]  # the secret, once, on the last line
+    assert key.startswith("crieur_")
+    communes = CommuneService(Store(deployment.outputs["TableName"]))
+    assert communes.commune_for_authorization(f"Bearer {key}") == "2A004"
+
+    key_id = printed[0].split("identifiant ")[1].split(")")[0]
+    assert cli.main(["key", "revoke", "--commune", "2A004", "--key", key_id]) == 0
+    assert communes.commune_for_authorization(f"Bearer {key}") is None
+
+
+def test_refusals_are_explained_in_french(local_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["commune", "create", "--insee", "123", "--name", "Nulle part"]) == 1
+    assert "Code INSEE invalide" in capsys.readouterr().err
+    assert cli.main(["key", "create", "--commune", "99998"]) == 1
+    assert "Aucune commune 99998" in capsys.readouterr().err
+    assert cli.main(["commune", "create", "--insee", "29134", "--name", "Locronan"]) == 0
+    assert cli.main(["commune", "create", "--insee", "29134", "--name", "Locronan"]) == 1
+    assert "existe déjà" in capsys.readouterr().err
+
+
+def test_without_a_running_stack_it_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRIEUR_LOCAL_STATE", str(tmp_path / "absent.json"))
+    with pytest.raises(SystemExit, match="make run"):
+        cli.main(["key", "create", "--commune", "35238"])
