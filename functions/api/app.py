@@ -17,6 +17,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from crieur import config, idempotency
 from crieur.errors import CrieurError, Unauthenticated
 from crieur.models import (

@@ -19,13 +19,13 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from moto.server import ThreadedMotoServer
+
 from crieur import aws, config
 from crieur.communes import CommuneService
 from crieur.delivery import DeliveryWorker
 from crieur.models import FanoutMessage
 from crieur.store import Store
-from moto.server import ThreadedMotoServer
-
 from infra.local.api import Gateway as LocalGateway
 from infra.local.api import Request
 from infra.local.provision import Deployment, LocalFunction, provision

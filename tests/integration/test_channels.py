@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import respx
+
 from crieur.channels import mastodon
 from crieur.channels.base import PermanentChannelError, TransientChannelError
 from crieur.channels.mastodon import MastodonChannel, MastodonCredentials, MastodonSettings

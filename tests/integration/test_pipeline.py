@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 import respx
+
 from crieur import aws
 from crieur.security import api_key_id, hash_api_key
-
 from tests.integration.conftest import Gateway, Stack
 
 HOOK = "https://site.example/hooks/crieur"

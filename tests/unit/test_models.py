@@ -1,9 +1,10 @@
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
+
 from crieur.models import PublicationRequest, as_utc, departement_of
 from crieur.problems import field_path, french_message
-from pydantic import ValidationError
 
 
 def errors_of(**fields: object) -> dict[str, str]:

@@ -1,6 +1,7 @@
 from datetime import UTC, datetime
 
 import pytest
+
 from crieur.models import Publication
 from crieur.render.text import compose, weighted_length
 

@@ -1,4 +1,5 @@
 import pytest
+
 from crieur.security import (
     ForbiddenTarget,
     InvalidSignature,
