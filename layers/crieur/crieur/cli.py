@@ -40,7 +40,7 @@ def _table_name(stack: str | None) -> str:
     os.environ["AWS_ENDPOINT_URL"] = str(state["aws_endpoint"])
     os.environ["AWS_DEFAULT_REGION"] = str(state["region"])
     os.environ["AWS_ACCESS_KEY_ID"] = "local"  # moto accepts any credentials
-    os.environ["AWS_SECRET_ACCESS_KEY"] = "local"
+    os.environ["AWS_SECRET_ACCESS_KEY"] = "local"  # noqa: S105 - not a secret: moto
     aws.reset()
     outputs = state["outputs"]
     assert isinstance(outputs, dict)
