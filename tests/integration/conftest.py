@@ -257,7 +257,10 @@ def deployment(moto_endpoint: str) -> Deployment:
     with pytest.MonkeyPatch.context() as patch:
         for name, value in BASE_ENV.items():
             patch.setenv(name, value)
-        return provision(moto_endpoint, Path(__file__).resolve().parents[2] / "template.yaml")
+        # moto shares its state within a process: a stack name of its own keeps e2e resources apart.
+        return provision(
+            moto_endpoint, Path(__file__).resolve().parents[2] / "template.yaml", stack_name="crieur-it"
+        )
 
 
 @pytest.fixture

@@ -1,0 +1,443 @@
+"""The channel sandbox, driven by Crieur's real channel adapters over loopback HTTP (no internet).
+
+Each test starts its own sandbox on a free port; the adapters are built exactly as the delivery worker
+builds them, with the sandbox's URLs as the commune's settings.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from crieur.channels.base import PermanentChannelError, TransientChannelError
+from crieur.channels.mastodon import MastodonChannel, MastodonCredentials, MastodonSettings
+from crieur.channels.webhook import WebhookChannel, WebhookCredentials, WebhookSettings
+from crieur.models import Link, Publication, utc_now
+from crieur.security import new_webhook_secret
+from infra.local.sandbox import Sandbox, mastodon_length
+
+TOKEN = "jeton-du-bac-a-sable"
+
+
+@pytest.fixture(autouse=True)
+def _private_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The settings validators accept plain http (the sandbox) only where private targets are allowed.
+    monkeypatch.setenv("CRIEUR_ALLOW_PRIVATE_TARGETS", "1")
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox(port=0)
+    box.start()
+    box.register_mastodon_token(TOKEN)
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=5.0) as client:
+        yield client
+
+
+def publication(body: str = "Les travaux de la rue de la Mairie commencent lundi.", **fields: Any) -> Publication:
+    return Publication(
+        id="pub_01",
+        commune="35238",
+        status="publishing",
+        created_at=utc_now(),
+        title="Travaux rue de la Mairie",
+        body=body,
+        **fields,
+    )
+
+
+def mastodon(sandbox: Sandbox, http: httpx.Client, token: str = TOKEN) -> MastodonChannel:
+    return MastodonChannel(
+        MastodonSettings(instance_url=sandbox.mastodon_url()),
+        MastodonCredentials(access_token=token),
+        http,
+    )
+
+
+def webhook(sandbox: Sandbox, http: httpx.Client, secret: str, name: str = "mairie") -> WebhookChannel:
+    return WebhookChannel(
+        WebhookSettings(url=sandbox.webhook_url(name)),
+        WebhookCredentials(secret=secret),
+        http,
+    )
+
+
+def created(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The requests that made a post: answered 200 and not a replay."""
+    return [item for item in items if item["status"] == 200 and not item["duplicate"]]
+
+
+# ------------------------------------------------------------------------------------------- Mastodon
+
+
+def test_a_status_is_posted_and_received(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = mastodon(sandbox, http)
+    payload = channel.render(publication())
+
+    sent = channel.send(payload, delivery_id="pub_01-mastodon")
+
+    [item] = sandbox.received("mastodon")
+    assert item["id"] == sent.external_id
+    assert item["status"] == 200
+    assert item["body"] == payload
+    assert item["headers"]["authorization"] == "Bearer [redacted]"
+    assert item["headers"]["idempotency-key"] == "pub_01-mastodon"
+    assert sent.url == f"{sandbox.mastodon_url()}/@demo/{sent.external_id}"
+    status = http.get(f"{sandbox.mastodon_url()}/api/v1/statuses/{sent.external_id}").json()
+    assert status["content"].startswith("<p>Travaux rue de la Mairie</p><p>Les travaux")
+    assert status["visibility"] == "public"
+    assert status["language"] == "fr"
+    assert status["account"]["acct"] == "demo"
+    assert status["media_attachments"] == []
+
+
+def test_the_instance_announces_its_limits(sandbox: Sandbox, http: httpx.Client) -> None:
+    response = http.get(f"{sandbox.mastodon_url()}/api/v2/instance")
+
+    assert response.status_code == 200
+    statuses = response.json()["configuration"]["statuses"]
+    assert statuses["max_characters"] == 500
+    assert statuses["characters_reserved_per_url"] == 23
+    assert response.json()["domain"] == sandbox.url.removeprefix("http://")
+    assert response.headers["x-ratelimit-limit"] == "300"
+    assert mastodon(sandbox, http).max_characters() == 500
+    assert sandbox.received() == []  # reading the instance is not something a channel "received"
+
+
+def test_the_same_delivery_twice_posts_once(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = mastodon(sandbox, http)
+    payload = channel.render(publication())
+
+    first = channel.send(payload, delivery_id="pub_01-mastodon")
+    again = channel.send(payload, delivery_id="pub_01-mastodon")
+    other = channel.send(payload, delivery_id="pub_02-mastodon")
+
+    assert again.external_id == first.external_id
+    assert other.external_id != first.external_id
+    assert int(other.external_id) > int(first.external_id)
+    items = sandbox.received("mastodon")
+    assert [item["duplicate"] for item in items] == [False, True, False]
+    assert items[1]["attempt"] == 2
+    assert len(created(items)) == 2
+
+
+def test_a_503_is_transient_and_creates_nothing(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = mastodon(sandbox, http)
+    payload = channel.render(publication())
+    sandbox.inject_fault("mastodon", status=503)
+
+    with pytest.raises(TransientChannelError) as raised:
+        channel.send(payload, delivery_id="pub_01-mastodon")
+    sent = channel.send(payload, delivery_id="pub_01-mastodon")  # the fault applied once
+
+    assert raised.value.code == "provider_unavailable"
+    assert "temporary problem" in (raised.value.provider_message or "")
+    failed, ok = sandbox.received("mastodon")
+    assert (failed["status"], failed["id"]) == (503, None)
+    assert (ok["status"], ok["id"], ok["duplicate"]) == (200, sent.external_id, False)
+
+
+def test_a_429_says_when_to_retry(sandbox: Sandbox, http: httpx.Client) -> None:
+    sandbox.inject_fault("mastodon", status=429, retry_after=7)
+
+    with pytest.raises(TransientChannelError) as raised:
+        mastodon(sandbox, http).send({"status": "Bonjour"}, delivery_id="d1")
+
+    assert raised.value.code == "rate_limited"
+    assert raised.value.retry_after == 7
+    assert raised.value.provider_message == "Too many requests"
+
+
+@pytest.mark.parametrize(("status", "code"), [(422, "rejected"), (401, "needs_reconnect")])
+def test_422_and_401_faults_are_permanent(sandbox: Sandbox, http: httpx.Client, status: int, code: str) -> None:
+    sandbox.inject_fault("mastodon", status=status)
+
+    with pytest.raises(PermanentChannelError) as raised:
+        mastodon(sandbox, http).send({"status": "Bonjour"}, delivery_id="d1")
+
+    assert raised.value.code == code
+    assert [item["status"] for item in sandbox.received("mastodon")] == [status]
+
+
+def test_an_unknown_token_is_refused_permanently(sandbox: Sandbox, http: httpx.Client) -> None:
+    with pytest.raises(PermanentChannelError) as raised:
+        mastodon(sandbox, http, token="jeton-revoque").send({"status": "Bonjour"}, delivery_id="d1")
+
+    assert raised.value.code == "needs_reconnect"
+    assert raised.value.provider_message == "The access token is invalid"
+    assert created(sandbox.received()) == []
+
+
+def test_mastodon_validation_errors(sandbox: Sandbox, http: httpx.Client) -> None:
+    url = f"{sandbox.mastodon_url()}/api/v1/statuses"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    blank = http.post(url, data={"status": "  "}, headers=auth)
+    too_long = http.post(url, json={"status": "a" * 501}, headers=auth)
+    # A URL counts 23 whatever its length: 450 letters and a 200-character URL fit.
+    long_url = "https://example.fr/" + "x" * 181
+    fits = http.post(url, data={"status": "a" * 450 + " " + long_url, "visibility": "unlisted"}, headers=auth)
+    anonymous = http.post(url, json={"status": "Bonjour"})
+
+    assert (blank.status_code, blank.json()) == (422, {"error": "Validation failed: Text can't be blank"})
+    assert too_long.status_code == 422
+    assert "character limit of 500" in too_long.json()["error"]
+    assert fits.status_code == 200, fits.text
+    assert fits.json()["visibility"] == "unlisted"
+    assert (anonymous.status_code, anonymous.json()) == (401, {"error": "The access token is invalid"})
+    assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} <= set(fits.headers)
+    with pytest.raises(PermanentChannelError):
+        mastodon(sandbox, http).send({"status": ""}, delivery_id="d1")
+
+
+def test_a_delay_longer_than_the_client_timeout_is_transient(sandbox: Sandbox) -> None:
+    sandbox.inject_fault("mastodon", delay_seconds=1.0)
+    with httpx.Client(timeout=0.5) as impatient:
+        channel = mastodon(sandbox, impatient)
+        payload = channel.render(publication())
+
+        with pytest.raises(TransientChannelError) as raised:
+            channel.send(payload, delivery_id="pub_01-mastodon")
+        assert raised.value.code == "timeout"
+
+        # The slow instance did post in the end; the retry finds it through the Idempotency-Key.
+        deadline = time.monotonic() + 5
+        while not sandbox.received("mastodon") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        retried = channel.send(payload, delivery_id="pub_01-mastodon")
+
+    first, replay = sandbox.received("mastodon")
+    assert first["id"] == retried.external_id
+    assert replay["duplicate"] is True
+    assert len(created([first, replay])) == 1
+
+
+def test_a_long_body_is_cut_to_the_instance_limit(sandbox: Sandbox, http: httpx.Client) -> None:
+    words = "Le conseil municipal se réunira en séance publique pour examiner le budget. "
+    body = (words * 60)[:3000]
+    channel = mastodon(sandbox, http)
+    pub = publication(body, links=[Link(url="https://www.exemple-mairie.fr/conseil/2026/budget-primitif")])
+
+    sent = channel.send(channel.render(pub), delivery_id="pub_01-mastodon")
+
+    [item] = sandbox.received("mastodon")
+    text = item["body"]["status"]
+    assert item["status"] == 200
+    assert item["id"] == sent.external_id
+    assert mastodon_length(text) <= 500
+    assert len(text) > 450  # the budget is used, not wasted
+    assert text.startswith("Travaux rue de la Mairie\n\n")
+    assert "…" in text
+    assert text.endswith("https://www.exemple-mairie.fr/conseil/2026/budget-primitif")
+
+
+def test_urls_followed_by_punctuation_still_fit(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = mastodon(sandbox, http)
+    pub = publication(("Voir https://www.exemple-mairie.fr/travaux. " * 80)[:3000])
+
+    channel.send(channel.render(pub), delivery_id="pub_01-mastodon")
+
+
+def test_delete_removes_the_status(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = mastodon(sandbox, http)
+    sent = channel.send({"status": "À retirer"}, delivery_id="d1")
+    status_url = f"{sandbox.mastodon_url()}/api/v1/statuses/{sent.external_id}"
+
+    channel.delete(sent.external_id)
+
+    assert http.get(status_url).status_code == 404
+    deleted_again = http.delete(status_url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert (deleted_again.status_code, deleted_again.json()) == (404, {"error": "Record not found"})
+    assert [(item["method"], item["status"]) for item in sandbox.received("mastodon")] == [
+        ("POST", 200),
+        ("DELETE", 200),
+        ("DELETE", 404),
+    ]
+
+
+def test_concurrent_posts_get_distinct_increasing_ids(sandbox: Sandbox) -> None:
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def post(n: int) -> None:
+        with httpx.Client(timeout=5.0) as client:
+            sent = mastodon(sandbox, client).send({"status": f"Message {n}"}, delivery_id=f"d{n}")
+        with lock:
+            ids.append(sent.external_id)
+
+    threads = [threading.Thread(target=post, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(set(ids)) == 12
+    recorded = [item["id"] for item in sandbox.received("mastodon")]
+    assert sorted(recorded) == sorted(ids)
+
+
+# ------------------------------------------------------------------------------------------- webhook
+
+
+def test_a_signed_webhook_is_verified_and_received(sandbox: Sandbox, http: httpx.Client) -> None:
+    secret = new_webhook_secret()
+    sandbox.register_webhook_secret("mairie", secret)
+    channel = webhook(sandbox, http, secret)
+    payload = channel.render(publication())
+
+    sent = channel.send(payload, delivery_id="pub_01-webhook")
+    again = channel.send(payload, delivery_id="pub_01-webhook")
+
+    assert sent.external_id == again.external_id == "pub_01-webhook"
+    first, duplicate = sandbox.received("webhook")
+    assert first["status"] == duplicate["status"] == 204
+    assert first["signature_valid"] is True
+    assert first["id"] == "pub_01-webhook"
+    assert first["name"] == "mairie"
+    assert first["body"] == payload
+    assert first["body"]["data"]["title"] == "Travaux rue de la Mairie"
+    assert (first["duplicate"], duplicate["duplicate"]) == (False, True)
+
+
+def test_a_wrong_secret_is_refused_permanently(sandbox: Sandbox, http: httpx.Client) -> None:
+    sandbox.register_webhook_secret("mairie", new_webhook_secret())
+    channel = webhook(sandbox, http, new_webhook_secret())
+
+    with pytest.raises(PermanentChannelError) as raised:
+        channel.send(channel.render(publication()), delivery_id="pub_01-webhook")
+
+    assert raised.value.code == "needs_reconnect"
+    [item] = sandbox.received("webhook")
+    assert (item["status"], item["signature_valid"]) == (401, False)
+    assert item["rejected"] == "signature invalide"
+
+
+def test_a_webhook_without_a_registered_secret_is_taken_unverified(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = webhook(sandbox, http, new_webhook_secret(), name="site de l'école")
+
+    channel.send(channel.render(publication()), delivery_id="pub_01-webhook")
+
+    [item] = sandbox.received("webhook")
+    assert (item["status"], item["signature_valid"], item["name"]) == (204, None, "site de l'école")
+
+
+def test_webhook_faults(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = webhook(sandbox, http, new_webhook_secret())
+    payload = channel.render(publication())
+    sandbox.inject_fault("webhook", status=500, count=2)
+
+    for _ in range(2):
+        with pytest.raises(TransientChannelError):
+            channel.send(payload, delivery_id="pub_01-webhook")
+    channel.send(payload, delivery_id="pub_01-webhook")
+
+    assert [(item["status"], item["duplicate"]) for item in sandbox.received("webhook")] == [
+        (500, False),
+        (500, False),
+        (204, False),  # the faulted attempts never reached the receiver: this is the first delivery
+    ]
+
+
+def test_a_410_says_the_receiver_is_gone(sandbox: Sandbox, http: httpx.Client) -> None:
+    sandbox.inject_fault("webhook", status=410)
+    channel = webhook(sandbox, http, new_webhook_secret())
+
+    with pytest.raises(PermanentChannelError) as raised:
+        channel.send(channel.render(publication()), delivery_id="pub_01-webhook")
+
+    assert raised.value.code == "gone"
+
+
+# ------------------------------------------------------------------------------------------- inspection
+
+
+def test_faults_and_received_over_http(sandbox: Sandbox, http: httpx.Client) -> None:
+    fault = {"channel": "mastodon", "status": 503, "count": 1, "delay_seconds": 0, "retry_after": 30}
+
+    injected = http.post(f"{sandbox.url}/_sandbox/faults", json=fault)
+    listed = http.get(f"{sandbox.url}/_sandbox/faults").json()["items"]
+    with pytest.raises(TransientChannelError) as raised:
+        mastodon(sandbox, http).send({"status": "Bonjour"}, delivery_id="d1")
+    http.post(f"{sandbox.url}/_sandbox/faults", json={**fault, "count": 5})
+    cleared = http.delete(f"{sandbox.url}/_sandbox/faults")
+    mastodon(sandbox, http).send({"status": "Bonjour"}, delivery_id="d1")
+    webhook(sandbox, http, new_webhook_secret()).send({"type": "test"}, delivery_id="w1")
+
+    assert injected.status_code == 201
+    assert listed == [fault]
+    assert raised.value.retry_after == 30
+    assert cleared.status_code == 204
+    assert sandbox.faults() == []
+    everything = http.get(f"{sandbox.url}/_sandbox/received").json()["items"]
+    only_mastodon = http.get(f"{sandbox.url}/_sandbox/received", params={"channel": "mastodon"}).json()["items"]
+    assert [item["channel"] for item in everything] == ["mastodon", "mastodon", "webhook"]
+    assert [item["status"] for item in only_mastodon] == [503, 200]
+    assert only_mastodon == sandbox.received("mastodon")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"channel": "fax", "status": 500},
+        {"channel": "mastodon", "status": 200},
+        {"channel": "mastodon"},
+        {"channel": "mastodon", "status": 500, "count": 0},
+    ],
+)
+def test_a_malformed_fault_is_refused(sandbox: Sandbox, http: httpx.Client, fault: dict[str, Any]) -> None:
+    response = http.post(f"{sandbox.url}/_sandbox/faults", json=fault)
+
+    assert response.status_code == 400
+    assert sandbox.faults() == []
+
+
+def test_the_page_lists_what_arrived_escaped(sandbox: Sandbox, http: httpx.Client) -> None:
+    mastodon(sandbox, http).send({"status": "Fête <script>alert(1)</script> ce soir"}, delivery_id="d1")
+
+    page = http.get(f"{sandbox.url}/")
+
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<html lang="fr">' in page.text
+    assert "<h1>Bac à sable Crieur</h1>" in page.text
+    assert "<table>" in page.text
+    assert '<th scope="col">' in page.text
+    assert "Fête &lt;script&gt;alert(1)&lt;/script&gt; ce soir" in page.text
+    assert "<script>" not in page.text
+
+
+def test_clear_forgets_posts_and_faults_but_keeps_tokens(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = mastodon(sandbox, http)
+    channel.send({"status": "Bonjour"}, delivery_id="d1")
+    sandbox.inject_fault("mastodon", status=500)
+
+    sandbox.clear()
+    channel.send({"status": "Bonjour"}, delivery_id="d1")
+
+    [item] = sandbox.received()
+    assert (item["status"], item["duplicate"]) == (200, False)
+
+
+def test_loopback_only_and_nothing_answers_after_stop(http: httpx.Client) -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        Sandbox(host="0.0.0.0")  # noqa: S104 - the point: it refuses
+    box = Sandbox()
+    box.start()
+    url = box.url
+    assert http.get(f"{url}/_sandbox/received").status_code == 200
+
+    box.stop()
+
+    with pytest.raises(httpx.TransportError):
+        http.get(f"{url}/_sandbox/received")
