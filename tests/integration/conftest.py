@@ -258,9 +258,7 @@ def deployment(moto_endpoint: str) -> Deployment:
         for name, value in BASE_ENV.items():
             patch.setenv(name, value)
         # moto shares its state within a process: a stack name of its own keeps e2e resources apart.
-        return provision(
-            moto_endpoint, Path(__file__).resolve().parents[2] / "template.yaml", stack_name="crieur-it"
-        )
+        return provision(moto_endpoint, Path(__file__).resolve().parents[2] / "template.yaml", stack_name="crieur-it")
 
 
 @pytest.fixture
