@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, partial
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from aws_lambda_powertools.shared.json_encoder import Encoder
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
@@ -30,14 +34,17 @@ from crieur.models import (
     PublicationRequest,
     PublicationStatus,
 )
-from crieur.problems import field_path, french_message
+from crieur.problems import field_errors
 from crieur.service import PublicationService
 
 MAX_BODY_BYTES = 256 * 1024
 PROBLEM = "application/problem+json"
 
 logger = Logger()
-app = APIGatewayHttpResolver(enable_validation=True)
+# UTF-8 bodies: "Marché de Noël", not "March\u00e9 de No\u00ebl".
+app = APIGatewayHttpResolver(
+    enable_validation=True, serializer=partial(json.dumps, separators=(",", ":"), cls=Encoder, ensure_ascii=False)
+)
 app.configure_openapi(
     title="Crieur",
     version="1",
@@ -86,8 +93,17 @@ def problem(status: int, title: str, detail: str, errors: list[tuple[str, str]] 
     RequestValidationError
 )
 def invalid_request(error: RequestValidationError) -> Response[str]:
-    errors = [(field_path(item["loc"]), french_message(item)) for item in error.errors()]
-    return problem(422, "Données invalides", "Corrigez les champs indiqués puis réessayez.", errors)
+    return problem(
+        422, "Données invalides", "Corrigez les champs indiqués puis réessayez.", field_errors(error.errors())
+    )
+
+
+@app.exception_handler(  # type: ignore[untyped-decorator]
+    RequestUnsupportedContentType
+)
+def not_json(_: RequestUnsupportedContentType) -> Response[str]:
+    message = "Envoyez du JSON : en-tête Content-Type: application/json."
+    return problem(415, "Format non pris en charge", message, [("Content-Type", message)])
 
 
 @app.exception_handler(  # type: ignore[untyped-decorator]

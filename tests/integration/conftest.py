@@ -125,7 +125,10 @@ class Gateway:
         raw: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Answer:
-        sent = [("content-type", "application/json"), *(headers or {}).items()]
+        given = {name.lower(): value for name, value in (headers or {}).items()}
+        sent = (
+            [("content-type", "application/json"), *given.items()] if "content-type" not in given else [*given.items()]
+        )
         if insee is not None:
             sent.append(("authorization", f"Bearer {self.keys[insee]}"))
         content = raw if raw is not None else (json.dumps(body) if body is not None else "")

@@ -199,10 +199,23 @@ def test_bad_input_is_a_french_problem_naming_the_field(
 def test_malformed_and_oversized_json_are_refused(gateway: Gateway, commune: str) -> None:
     malformed = gateway.call("POST", "/v1/publications", commune, raw="{not json")
     assert malformed.status == 422
+    assert malformed.json["errors"][0]["field"] == "body"
     assert malformed.json["errors"][0]["message"].startswith("JSON invalide")
     huge = gateway.call("POST", "/v1/publications", commune, raw=json.dumps({**PUBLICATION, "body": "x" * 300_000}))
     assert huge.status == 422
     assert huge.json["errors"] == [{"field": "body", "message": "Au plus 256 Kio."}]
+
+
+def test_a_body_that_is_not_json_is_a_french_415(gateway: Gateway, commune: str) -> None:
+    answer = gateway.call(
+        "POST",
+        "/v1/publications",
+        commune,
+        raw="title=x",
+        headers={"content-type": "text/csv"},
+    )
+    assert answer.status == 415
+    assert answer.json["errors"][0]["field"] == "Content-Type"
 
 
 def test_another_communes_publication_is_not_found(gateway: Gateway, commune: str) -> None:
@@ -221,6 +234,9 @@ def test_list_is_newest_first_with_a_cursor(gateway: Gateway, commune: str) -> N
     rest = gateway.call("GET", f"/v1/publications?limit=2&cursor={first['next_cursor']}", commune).json
     assert [p["id"] for p in rest["items"]] == ids[:1]
     assert rest["next_cursor"] is None
+    everything = gateway.call("GET", "/v1/publications?limit=3", commune).json
+    assert len(everything["items"]) == 3
+    assert everything["next_cursor"] is None  # a full page says whether more follow
     assert gateway.call("GET", "/v1/publications?cursor=garbage", commune).json["errors"][0]["field"] == "cursor"
     assert gateway.call("GET", "/v1/publications?limit=0", commune).json["errors"][0]["field"] == "limit"
     assert gateway.call("GET", "/v1/publications?status=publishing", commune).json["items"][0]["id"] == ids[-1]

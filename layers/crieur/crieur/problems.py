@@ -64,3 +64,11 @@ def field_path(location: Sequence[Any]) -> str:
         else:
             path += f".{part}" if path else str(part)
     return path or "body"
+
+
+def field_errors(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """pydantic errors as (field, French message) pairs; unreadable JSON is the body's fault as a whole."""
+    return [
+        ("body" if error.get("type") == "json_invalid" else field_path((*prefix, *error["loc"])), french_message(error))
+        for error in errors
+    ]

@@ -29,16 +29,10 @@ from crieur.models import (
     PublicationStatus,
     utc_now,
 )
+from crieur.problems import field_errors
 from crieur.store import ChannelRecord, InvalidCursor, Store
 
 logger = Logger(child=True)
-
-
-def field_errors(error: ValidationError, prefix: str) -> list[tuple[str, str]]:
-    """pydantic errors as (field path, French message) pairs."""
-    from crieur.problems import field_path, french_message
-
-    return [(field_path((prefix, *item["loc"])), french_message(item)) for item in error.errors()]
 
 
 def new_publication_id() -> str:
@@ -142,14 +136,14 @@ class PublicationService:
         try:
             settings = adapter.settings_model.model_validate(request.settings).model_dump(mode="json")
         except ValidationError as invalid:
-            problems += field_errors(invalid, "settings")
+            problems += field_errors(invalid.errors(), ("settings",))
         ciphertext = None
         if request.credentials is not None:
             try:
                 credentials = adapter.credentials_model.model_validate(request.credentials).model_dump(mode="json")
                 ciphertext = self.vault.seal(commune, channel, credentials)
             except ValidationError as invalid:
-                problems += field_errors(invalid, "credentials")
+                problems += field_errors(invalid.errors(), ("credentials",))
         existing = self.store.get_channel(commune, channel)
         if request.credentials is None and (existing is None or existing.credentials_ciphertext is None):
             problems.append(("credentials", "Identifiants obligatoires à la première configuration du canal."))

@@ -323,28 +323,28 @@ class Store:
             "IndexName": "gsi1",
             "KeyConditionExpression": Key("gsi1pk").eq(partition),
             "ScanIndexForward": False,
-            # A status filter applies after the read: read more per page so a page is rarely short.
-            "Limit": max(limit, 50) if status else limit,
+            # One more than asked tells whether a next page exists. A status filter applies after the
+            # read: read more per request so that a page is rarely short.
+            "Limit": max(limit + 1, 50) if status else limit + 1,
         }
         if status:
             query["FilterExpression"] = Attr("status").eq(status)
         start = _decode_cursor(cursor, partition) if cursor else None
         heads: list[dict[str, Any]] = []
-        next_key: dict[str, Any] | None = None
-        while True:
+        while len(heads) <= limit:
             if start:
                 query["ExclusiveStartKey"] = start
             page = self.table.query(**query)
-            for item in page["Items"]:
-                heads.append(item)
-                if len(heads) == limit:
-                    next_key = {name: item[name] for name in ("pk", "sk", "gsi1pk", "gsi1sk")}
-                    break
+            heads.extend(page["Items"])
             start = page.get("LastEvaluatedKey")
-            if next_key or not start:
+            if not start:
                 break
-        publications = [self.get_publication(commune, str(head["id"])) for head in heads]
-        return [p for p in publications if p is not None], _encode_cursor(next_key) if next_key else None
+        next_cursor = None
+        if len(heads) > limit:
+            last = heads[limit - 1]
+            next_cursor = _encode_cursor({name: last[name] for name in ("pk", "sk", "gsi1pk", "gsi1sk")})
+        publications = [self.get_publication(commune, str(head["id"])) for head in heads[:limit]]
+        return [p for p in publications if p is not None], next_cursor
 
     def claim_delivery(self, commune: str, publication_id: str, channel: str, token: str, lease_seconds: int) -> Claim:
         """pending|retrying (or a crashed worker's expired sending) → sending, for this worker only."""
