@@ -28,6 +28,7 @@ from crieur.models import FanoutMessage
 from crieur.store import Store
 from infra.local.api import Gateway as LocalGateway
 from infra.local.api import Request
+from infra.local.pollers import lambda_record, settled_receipts
 from infra.local.provision import Deployment, LocalFunction, provision
 from infra.local.runtime import LambdaContext
 
@@ -184,28 +185,15 @@ class Stack:
     def run_deliver(self, channel: str, messages: list[dict[str, Any]]) -> list[str]:
         """Invokes the channel's deliver function like Lambda's SQS poller; returns the failed message ids."""
         mapping = self.mapping(channel)
-        records = [
-            {
-                "messageId": m["MessageId"],
-                "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"],
-                "attributes": m["Attributes"],
-                "messageAttributes": {},
-                "md5OfBody": m["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": mapping.queue_arn,
-                "awsRegion": self.deployment.region,
-            }
-            for m in messages
-        ]
+        records = [lambda_record(message, mapping.queue_arn, self.deployment.region) for message in messages]
         result = self.functions.invoke(mapping.function, {"Records": records})
-        failed = [item["itemIdentifier"] for item in result["batchItemFailures"]]
-        for message in messages:
-            if message["MessageId"] in failed:
-                self.receipts.setdefault(channel, []).append(message["ReceiptHandle"])
+        settled = settled_receipts(records, result)
+        for record in records:
+            if record["receiptHandle"] in settled:
+                aws.sqs().delete_message(QueueUrl=mapping.queue_url, ReceiptHandle=record["receiptHandle"])
             else:
-                aws.sqs().delete_message(QueueUrl=mapping.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return failed
+                self.receipts.setdefault(channel, []).append(record["receiptHandle"])
+        return [record["messageId"] for record in records if record["receiptHandle"] not in settled]
 
     def deliver(self, channel: str, *, make_visible: bool = False) -> list[str]:
         """Delivers what the queue holds; `make_visible` first ends the backoff of messages that failed."""
