@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, ClassVar, Protocol, cast
 
 from crieur.security import InvalidSignature, verify_webhook
 
@@ -237,6 +237,33 @@ class Request:
         return shown
 
 
+class Imitation(Protocol):
+    """One provider's API under `/<prefix>`, plugged into the sandbox (modules in infra/local/imitations/).
+
+    It uses the sandbox's shared facilities: `take_fault(channel)` and `wait_fault(fault)` for injected
+    faults, `record(channel, request, reply, body, ...)` for what it received, `bearer(request)`.
+    """
+
+    channel: ClassVar[str]
+    prefix: ClassVar[str]
+    base_url_variable: ClassVar[str | None]
+    """CRIEUR_<PROVIDER>_BASE_URL: the local stack points the functions at the imitation with it."""
+
+    def __init__(self, sandbox: Sandbox) -> None: ...
+
+    def handle(self, request: Request, subpath: str) -> Reply: ...
+
+    def demo_channel(self) -> dict[str, Any]:
+        """The PUT /v1/channels/{channel} body for the demo commune: settings and credentials it accepts."""
+        ...
+
+    def clear(self) -> None: ...
+
+    def page_section(self) -> str:
+        """An accessible HTML <section> showing the posts as a person would see them on the network."""
+        ...
+
+
 @dataclass
 class _Idempotent:
     status_id: str
@@ -325,6 +352,9 @@ class Sandbox:
         self._rate_window = 0
         self._rate_used = 0
         self._started_at = time.time()
+        from infra.local.imitations import IMITATIONS
+
+        self.imitations: dict[str, Imitation] = {cls.prefix: cls(self) for cls in IMITATIONS}
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -430,10 +460,12 @@ class Sandbox:
             self._deleted.clear()
             self._idempotency.clear()
             self._webhook_ids.clear()
+            for imitation in self.imitations.values():
+                imitation.clear()
 
     # -- request handling (called from the server's threads) --------------------------------------------
 
-    def handle(self, request: Request) -> Reply:
+    def handle(self, request: Request) -> Reply:  # noqa: PLR0911 - one return per route family
         path = request.path
         try:
             if path == "/" and request.method in ("GET", "HEAD"):
@@ -444,11 +476,14 @@ class Sandbox:
                 return self._mastodon(request, path.removeprefix("/mastodon"))
             if path.startswith("/webhook/") and len(path) > len("/webhook/"):
                 return self._webhook(request, urllib.parse.unquote(path.removeprefix("/webhook/")))
+            for prefix, imitation in self.imitations.items():
+                if path == prefix or path.startswith(prefix + "/"):
+                    return imitation.handle(request, path.removeprefix(prefix))
         except _BadRequest as bad:
             return Reply.json(400, {"error": str(bad)})
         return Reply.json(404, {"error": "Not found"})
 
-    def _take_fault(self, channel: str) -> Fault | None:
+    def take_fault(self, channel: str) -> Fault | None:
         with self._lock:
             for index, fault in enumerate(self._faults):
                 if fault.channel == channel:
@@ -459,11 +494,11 @@ class Sandbox:
                     return taken
         return None
 
-    def _wait(self, fault: Fault | None) -> None:
+    def wait_fault(self, fault: Fault | None) -> None:
         if fault is not None and fault.delay_seconds:
             self._stopping.wait(fault.delay_seconds)
 
-    def _record(
+    def record(
         self,
         channel: str,
         request: Request,
@@ -561,7 +596,7 @@ class Sandbox:
             "X-RateLimit-Reset": _iso(reset),
         }
 
-    def _bearer(self, request: Request) -> str | None:
+    def bearer(self, request: Request) -> str | None:
         """The request's token when it is a registered one."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
@@ -657,23 +692,23 @@ class Sandbox:
             return str(self._last_status_id)
 
     def _mastodon_post(self, request: Request) -> Reply:
-        fault = self._take_fault("mastodon")
-        self._wait(fault)
+        fault = self.take_fault("mastodon")
+        self.wait_fault(fault)
         try:
             form = parse_body(request.content_type, request.body)
         except _BadRequest as bad:
             form = request.body.decode("utf-8", "replace")
             reply = Reply.json(400, {"error": str(bad)}, self._rate_headers())
-            self._record("mastodon", request, reply, form)
+            self.record("mastodon", request, reply, form)
             return reply
         if fault is not None and fault.status is not None:
             reply = self._mastodon_fault(fault)
-            self._record("mastodon", request, reply, form)
+            self.record("mastodon", request, reply, form)
             return reply
-        token = self._bearer(request)
+        token = self.bearer(request)
         if token is None:
             reply = Reply.json(401, {"error": INVALID_TOKEN})
-            self._record("mastodon", request, reply, form)
+            self.record("mastodon", request, reply, form)
             return reply
         key = request.headers.get("idempotency-key", "").strip()
         if key:
@@ -681,7 +716,7 @@ class Sandbox:
             if duplicate is not None:
                 return duplicate
         reply, status = self._create_status(request, form, token, key)
-        self._record("mastodon", request, reply, form, external_id=status["id"] if status else None)
+        self.record("mastodon", request, reply, form, external_id=status["id"] if status else None)
         return reply
 
     def _idempotent_duplicate(self, token: str, key: str, request: Request, form: Any) -> Reply | None:
@@ -701,7 +736,7 @@ class Sandbox:
             reply = Reply.json(404, {"error": NOT_FOUND}, self._rate_headers())
         else:
             reply = Reply.json(200, status, self._rate_headers())
-        self._record("mastodon", request, reply, form, external_id=entry.status_id, duplicate=True, attempt=attempt)
+        self.record("mastodon", request, reply, form, external_id=entry.status_id, duplicate=True, attempt=attempt)
         return reply
 
     def _create_status(self, request: Request, form: Any, token: str, key: str) -> tuple[Reply, dict[str, Any] | None]:
@@ -773,7 +808,7 @@ class Sandbox:
         return Reply.json(status, {"error": message}, headers)
 
     def _mastodon_get(self, request: Request, status_id: str) -> Reply:
-        token = self._bearer(request)
+        token = self.bearer(request)
         with self._lock:
             status = self._statuses.get(status_id)
             visible = status is not None and status_id not in self._deleted
@@ -784,15 +819,15 @@ class Sandbox:
         return Reply.json(200, status, self._rate_headers())
 
     def _mastodon_delete(self, request: Request, status_id: str) -> Reply:
-        fault = self._take_fault("mastodon")
-        self._wait(fault)
+        fault = self.take_fault("mastodon")
+        self.wait_fault(fault)
         if fault is not None and fault.status is not None:
             reply = self._mastodon_fault(fault)
-            self._record("mastodon", request, reply, None, external_id=status_id)
+            self.record("mastodon", request, reply, None, external_id=status_id)
             return reply
-        if self._bearer(request) is None:
+        if self.bearer(request) is None:
             reply = Reply.json(401, {"error": INVALID_TOKEN})
-            self._record("mastodon", request, reply, None, external_id=status_id)
+            self.record("mastodon", request, reply, None, external_id=status_id)
             return reply
         with self._lock:
             status = self._statuses.get(status_id)
@@ -807,7 +842,7 @@ class Sandbox:
             if deleted is None
             else Reply.json(200, deleted, self._rate_headers())
         )
-        self._record("mastodon", request, reply, None, external_id=status_id)
+        self.record("mastodon", request, reply, None, external_id=status_id)
         return reply
 
     # -- Standard Webhooks receiver --------------------------------------------------------------------------
@@ -815,8 +850,8 @@ class Sandbox:
     def _webhook(self, request: Request, name: str) -> Reply:
         if request.method != "POST":
             return Reply.json(405, {"error": "Method not allowed"}, {"Allow": "POST"})
-        fault = self._take_fault("webhook")
-        self._wait(fault)
+        fault = self.take_fault("webhook")
+        self.wait_fault(fault)
         try:
             body = json.loads(request.body) if request.body.strip() else None
         except ValueError:
@@ -825,7 +860,7 @@ class Sandbox:
         if fault is not None and fault.status is not None:
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
             reply = Reply.json(fault.status, {"error": HTTPStatus(fault.status).phrase}, headers)
-            self._record("webhook", request, reply, body, external_id=message_id, name=name)
+            self.record("webhook", request, reply, body, external_id=message_id, name=name)
             return reply
         with self._lock:
             secret = self._webhook_secrets.get(name)
@@ -836,7 +871,7 @@ class Sandbox:
                 signature_valid = True
             except InvalidSignature as invalid:
                 reply = Reply.json(401, {"error": "invalid signature", "detail": str(invalid)})
-                self._record(
+                self.record(
                     "webhook",
                     request,
                     reply,
@@ -853,7 +888,7 @@ class Sandbox:
             if message_id is not None:
                 seen.add(message_id)
         reply = Reply(204)
-        self._record(
+        self.record(
             "webhook",
             request,
             reply,
@@ -887,6 +922,7 @@ class Sandbox:
                 '<th scope="col">Remarques</th><th scope="col">Contenu</th></tr></thead>'
                 f"<tbody>{rows}</tbody></table></section>"
             )
+        sections += [imitation.page_section() for imitation in self.imitations.values()]
         pending = self.faults()
         faults = (
             "<ul>"

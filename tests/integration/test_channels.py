@@ -8,7 +8,7 @@ import pytest
 import respx
 
 from crieur.channels import mastodon
-from crieur.channels.base import PermanentChannelError, TransientChannelError
+from crieur.channels.base import PermanentChannelError, RenderedPost, TransientChannelError
 from crieur.channels.mastodon import MastodonChannel, MastodonCredentials, MastodonSettings
 from crieur.channels.webhook import WebhookChannel, WebhookCredentials, WebhookSettings
 from crieur.models import Publication
@@ -16,6 +16,7 @@ from crieur.render.text import weighted_length
 from crieur.security import guarded_client, new_webhook_secret, verify_webhook
 
 INSTANCE = "https://mastodon.example"
+EVENT = RenderedPost(text=None, payload={"type": "publication.published", "data": {"a": 1}})
 
 
 def publication(body: str = "La rue de l'Église est fermée lundi.", **extra: object) -> Publication:
@@ -54,7 +55,7 @@ def test_mastodon_posts_with_bearer_and_idempotency_key(toot: MastodonChannel) -
     assert request.headers["Authorization"] == "Bearer tok"
     assert request.headers["Idempotency-Key"] == "pub_01JDELIVERY-mastodon"
     assert json.loads(request.content) == {
-        "status": "Travaux\n\nLa rue de l'Église est fermée lundi.",
+        "status": "Travaux\n\nLa rue de l'Église est fermée lundi.\n\n#actualité",
         "visibility": "public",
         "language": "fr",
     }
@@ -64,14 +65,14 @@ def test_mastodon_posts_with_bearer_and_idempotency_key(toot: MastodonChannel) -
 def test_mastodon_text_fits_the_instance_limit(toot: MastodonChannel) -> None:
     respx.get(f"{INSTANCE}/api/v2/instance").respond(json={"configuration": {"statuses": {"max_characters": 300}}})
     payload = toot.render(publication("mot " * 2000, links=[{"url": "https://mairie.example.fr/" + "p" * 100}]))
-    assert weighted_length(payload["status"], 23) <= 300
-    assert payload["status"].endswith("p" * 100)
+    assert weighted_length(payload.payload["status"], 23) <= 300
+    assert payload.payload["status"].endswith("p" * 100 + "\n#actualité")
 
 
 @respx.mock
 def test_mastodon_limit_defaults_to_500_when_the_instance_does_not_say(toot: MastodonChannel) -> None:
     respx.get(f"{INSTANCE}/api/v2/instance").respond(503)
-    assert toot.max_characters() == 500
+    assert toot.max_length() == 500
 
 
 @respx.mock
@@ -89,7 +90,7 @@ def test_mastodon_errors_are_classified(
 ) -> None:
     respx.post(f"{INSTANCE}/api/v1/statuses").respond(status, headers=headers, json={"error": "Nope"})
     with pytest.raises(error) as caught:
-        toot.send({"status": "x"}, delivery_id="d")
+        toot.send(RenderedPost(text=None, payload={"status": "x"}), delivery_id="d")
     assert caught.value.code == code  # type: ignore[attr-defined]
     assert caught.value.provider_message == "Nope"  # type: ignore[attr-defined]
     if status == 429:
@@ -100,7 +101,7 @@ def test_mastodon_errors_are_classified(
 def test_mastodon_timeout_is_transient(toot: MastodonChannel) -> None:
     respx.post(f"{INSTANCE}/api/v1/statuses").mock(side_effect=httpx.ReadTimeout("slow"))
     with pytest.raises(TransientChannelError) as caught:
-        toot.send({"status": "x"}, delivery_id="d")
+        toot.send(RenderedPost(text=None, payload={"status": "x"}), delivery_id="d")
     assert caught.value.code == "timeout"
 
 
@@ -136,7 +137,9 @@ def test_webhook_gone_is_permanent() -> None:
         httpx.Client(),
     )
     with pytest.raises(PermanentChannelError):
-        channel.send({"a": 1}, delivery_id="d")
+        channel.send(
+            RenderedPost(text=None, payload={"type": "publication.published", "data": {"a": 1}}), delivery_id="d"
+        )
 
 
 def test_webhook_settings_refuse_plain_http_outside_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -155,5 +158,7 @@ def test_outbound_requests_to_loopback_are_refused(monkeypatch: pytest.MonkeyPat
         guarded_client(),
     )
     with pytest.raises(PermanentChannelError) as caught:
-        channel.send({"a": 1}, delivery_id="d")
+        channel.send(
+            RenderedPost(text=None, payload={"type": "publication.published", "data": {"a": 1}}), delivery_id="d"
+        )
     assert caught.value.code == "forbidden_target"

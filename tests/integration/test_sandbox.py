@@ -14,12 +14,18 @@ from typing import Any
 import httpx
 import pytest
 
-from crieur.channels.base import PermanentChannelError, TransientChannelError
+from crieur.channels.base import PermanentChannelError, RenderedPost, TransientChannelError
 from crieur.channels.mastodon import MastodonChannel, MastodonCredentials, MastodonSettings
 from crieur.channels.webhook import WebhookChannel, WebhookCredentials, WebhookSettings
 from crieur.models import Link, Publication, utc_now
 from crieur.security import new_webhook_secret
 from infra.local.sandbox import Sandbox, mastodon_length
+
+
+def post(payload: dict[str, Any]) -> RenderedPost:
+    """A hand-made payload, as `render` would hand it to `send`."""
+    return RenderedPost(text=str(payload.get("status", "")), payload=payload)
+
 
 TOKEN = "jeton-du-bac-a-sable"
 
@@ -90,7 +96,7 @@ def test_a_status_is_posted_and_received(sandbox: Sandbox, http: httpx.Client) -
     [item] = sandbox.received("mastodon")
     assert item["id"] == sent.external_id
     assert item["status"] == 200
-    assert item["body"] == payload
+    assert item["body"] == payload.payload
     assert item["headers"]["authorization"] == "Bearer [redacted]"
     assert item["headers"]["idempotency-key"] == "pub_01-mastodon"
     assert sent.url == f"{sandbox.mastodon_url()}/@demo/{sent.external_id}"
@@ -111,7 +117,7 @@ def test_the_instance_announces_its_limits(sandbox: Sandbox, http: httpx.Client)
     assert statuses["characters_reserved_per_url"] == 23
     assert response.json()["domain"] == sandbox.url.removeprefix("http://")
     assert response.headers["x-ratelimit-limit"] == "300"
-    assert mastodon(sandbox, http).max_characters() == 500
+    assert mastodon(sandbox, http).max_length() == 500
     assert sandbox.received() == []  # reading the instance is not something a channel "received"
 
 
@@ -152,7 +158,7 @@ def test_a_429_says_when_to_retry(sandbox: Sandbox, http: httpx.Client) -> None:
     sandbox.inject_fault("mastodon", status=429, retry_after=7)
 
     with pytest.raises(TransientChannelError) as raised:
-        mastodon(sandbox, http).send({"status": "Bonjour"}, delivery_id="d1")
+        mastodon(sandbox, http).send(post({"status": "Bonjour"}), delivery_id="d1")
 
     assert raised.value.code == "rate_limited"
     assert raised.value.retry_after == 7
@@ -164,7 +170,7 @@ def test_422_and_401_faults_are_permanent(sandbox: Sandbox, http: httpx.Client, 
     sandbox.inject_fault("mastodon", status=status)
 
     with pytest.raises(PermanentChannelError) as raised:
-        mastodon(sandbox, http).send({"status": "Bonjour"}, delivery_id="d1")
+        mastodon(sandbox, http).send(post({"status": "Bonjour"}), delivery_id="d1")
 
     assert raised.value.code == code
     assert [item["status"] for item in sandbox.received("mastodon")] == [status]
@@ -172,7 +178,7 @@ def test_422_and_401_faults_are_permanent(sandbox: Sandbox, http: httpx.Client, 
 
 def test_an_unknown_token_is_refused_permanently(sandbox: Sandbox, http: httpx.Client) -> None:
     with pytest.raises(PermanentChannelError) as raised:
-        mastodon(sandbox, http, token="jeton-revoque").send({"status": "Bonjour"}, delivery_id="d1")
+        mastodon(sandbox, http, token="jeton-revoque").send(post({"status": "Bonjour"}), delivery_id="d1")
 
     assert raised.value.code == "needs_reconnect"
     assert raised.value.provider_message == "The access token is invalid"
@@ -198,7 +204,7 @@ def test_mastodon_validation_errors(sandbox: Sandbox, http: httpx.Client) -> Non
     assert (anonymous.status_code, anonymous.json()) == (401, {"error": "The access token is invalid"})
     assert {"x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} <= set(fits.headers)
     with pytest.raises(PermanentChannelError):
-        mastodon(sandbox, http).send({"status": ""}, delivery_id="d1")
+        mastodon(sandbox, http).send(post({"status": ""}), delivery_id="d1")
 
 
 def test_a_delay_longer_than_the_client_timeout_is_transient(sandbox: Sandbox) -> None:
@@ -239,7 +245,7 @@ def test_a_long_body_is_cut_to_the_instance_limit(sandbox: Sandbox, http: httpx.
     assert len(text) > 450  # the budget is used, not wasted
     assert text.startswith("Travaux rue de la Mairie\n\n")
     assert "…" in text
-    assert text.endswith("https://www.exemple-mairie.fr/conseil/2026/budget-primitif")
+    assert text.endswith("https://www.exemple-mairie.fr/conseil/2026/budget-primitif\n#actualité")
 
 
 def test_urls_followed_by_punctuation_still_fit(sandbox: Sandbox, http: httpx.Client) -> None:
@@ -251,7 +257,7 @@ def test_urls_followed_by_punctuation_still_fit(sandbox: Sandbox, http: httpx.Cl
 
 def test_delete_removes_the_status(sandbox: Sandbox, http: httpx.Client) -> None:
     channel = mastodon(sandbox, http)
-    sent = channel.send({"status": "À retirer"}, delivery_id="d1")
+    sent = channel.send(post({"status": "À retirer"}), delivery_id="d1")
     status_url = f"{sandbox.mastodon_url()}/api/v1/statuses/{sent.external_id}"
 
     channel.delete(sent.external_id)
@@ -270,13 +276,13 @@ def test_concurrent_posts_get_distinct_increasing_ids(sandbox: Sandbox) -> None:
     ids: list[str] = []
     lock = threading.Lock()
 
-    def post(n: int) -> None:
+    def send_one(n: int) -> None:
         with httpx.Client(timeout=5.0) as client:
-            sent = mastodon(sandbox, client).send({"status": f"Message {n}"}, delivery_id=f"d{n}")
+            sent = mastodon(sandbox, client).send(post({"status": f"Message {n}"}), delivery_id=f"d{n}")
         with lock:
             ids.append(sent.external_id)
 
-    threads = [threading.Thread(target=post, args=(n,)) for n in range(12)]
+    threads = [threading.Thread(target=send_one, args=(n,)) for n in range(12)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -305,7 +311,7 @@ def test_a_signed_webhook_is_verified_and_received(sandbox: Sandbox, http: httpx
     assert first["signature_valid"] is True
     assert first["id"] == "pub_01-webhook"
     assert first["name"] == "mairie"
-    assert first["body"] == payload
+    assert {key: first["body"][key] for key in ("type", "data")} == payload.payload
     assert first["body"]["data"]["title"] == "Travaux rue de la Mairie"
     assert (first["duplicate"], duplicate["duplicate"]) == (False, True)
 
@@ -368,11 +374,13 @@ def test_faults_and_received_over_http(sandbox: Sandbox, http: httpx.Client) -> 
     injected = http.post(f"{sandbox.url}/_sandbox/faults", json=fault)
     listed = http.get(f"{sandbox.url}/_sandbox/faults").json()["items"]
     with pytest.raises(TransientChannelError) as raised:
-        mastodon(sandbox, http).send({"status": "Bonjour"}, delivery_id="d1")
+        mastodon(sandbox, http).send(post({"status": "Bonjour"}), delivery_id="d1")
     http.post(f"{sandbox.url}/_sandbox/faults", json={**fault, "count": 5})
     cleared = http.delete(f"{sandbox.url}/_sandbox/faults")
-    mastodon(sandbox, http).send({"status": "Bonjour"}, delivery_id="d1")
-    webhook(sandbox, http, new_webhook_secret()).send({"type": "test"}, delivery_id="w1")
+    mastodon(sandbox, http).send(post({"status": "Bonjour"}), delivery_id="d1")
+    webhook(sandbox, http, new_webhook_secret()).send(
+        post({"type": "publication.published", "data": {"test": True}}), delivery_id="w1"
+    )
 
     assert injected.status_code == 201
     assert listed == [fault]
@@ -403,7 +411,7 @@ def test_a_malformed_fault_is_refused(sandbox: Sandbox, http: httpx.Client, faul
 
 
 def test_the_page_lists_what_arrived_escaped(sandbox: Sandbox, http: httpx.Client) -> None:
-    mastodon(sandbox, http).send({"status": "Fête <script>alert(1)</script> ce soir"}, delivery_id="d1")
+    mastodon(sandbox, http).send(post({"status": "Fête <script>alert(1)</script> ce soir"}), delivery_id="d1")
 
     page = http.get(f"{sandbox.url}/")
 
@@ -419,11 +427,11 @@ def test_the_page_lists_what_arrived_escaped(sandbox: Sandbox, http: httpx.Clien
 
 def test_clear_forgets_posts_and_faults_but_keeps_tokens(sandbox: Sandbox, http: httpx.Client) -> None:
     channel = mastodon(sandbox, http)
-    channel.send({"status": "Bonjour"}, delivery_id="d1")
+    channel.send(post({"status": "Bonjour"}), delivery_id="d1")
     sandbox.inject_fault("mastodon", status=500)
 
     sandbox.clear()
-    channel.send({"status": "Bonjour"}, delivery_id="d1")
+    channel.send(post({"status": "Bonjour"}), delivery_id="d1")
 
     [item] = sandbox.received()
     assert (item["status"], item["duplicate"]) == (200, False)

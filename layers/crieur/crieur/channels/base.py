@@ -10,14 +10,16 @@ cannot take this publication at all.
 from __future__ import annotations
 
 import email.utils
+import os
 import time
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from crieur.media import MediaFetcher
 from crieur.models import ChannelName, Publication
 from crieur.security import ForbiddenTarget
 
@@ -167,22 +169,74 @@ def call_provider(client: httpx.Client, provider: str, request: httpx.Request) -
     return response
 
 
+def provider_base_url(provider: str, default: str) -> str:
+    """A provider's host, overridable per deployment with CRIEUR_<PROVIDER>_BASE_URL (the sandbox uses it)."""
+    return os.environ.get(f"CRIEUR_{provider.upper()}_BASE_URL", default).rstrip("/")
+
+
+class RetractUnsupported(ChannelError):
+    """The provider offers no way to delete a post (Instagram)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("retract_unsupported", message)
+
+
+class MediaDecision(BaseModel):
+    """One medium of the publication as a channel takes it: kept, or dropped with a French reason."""
+
+    url: str
+    alt: str
+    kept: bool
+    reason: str | None = None
+
+
+class RenderedPost(BaseModel):
+    """What a channel will send for a publication. Previews show it; `send` posts exactly this."""
+
+    text: str | None = Field(description="Le texte tel que les habitants le liront sur ce canal.")
+    length: int | None = Field(default=None, description="Longueur comptée comme le canal la compte.")
+    limit: int | None = None
+    media: list[MediaDecision] = []
+    warnings: list[str] = []
+    payload: dict[str, Any] = Field(default={}, exclude=True)
+    """Provider-specific request data, for `send` only (never shown)."""
+
+
+class ChannelCheck(BaseModel):
+    """What POST /v1/channels/{channel}/test reports."""
+
+    ok: bool
+    account: str | None = Field(default=None, description="Le compte ou la page que les identifiants ouvrent.")
+    message: str
+    permissions: list[str] = []
+
+
 SettingsT = TypeVar("SettingsT", bound=ChannelSettings)
 CredentialsT = TypeVar("CredentialsT", bound=ChannelCredentials)
 
 
 class Channel(ABC, Generic[SettingsT, CredentialsT]):
-    """One provider. Subclasses declare their name, settings and credentials models."""
+    """One provider. Subclasses declare their name, settings and credentials models.
+
+    `render` needs no credentials (previews run without them); `send`, `delete` and `check` do.
+    """
 
     name: ClassVar[ChannelName]
     label: ClassVar[str]
     settings_model: ClassVar[type[ChannelSettings]]
     credentials_model: ClassVar[type[ChannelCredentials]]
 
-    def __init__(self, settings: SettingsT, credentials: CredentialsT | None, http: httpx.Client) -> None:
+    def __init__(
+        self,
+        settings: SettingsT,
+        credentials: CredentialsT | None,
+        http: httpx.Client,
+        media: MediaFetcher | None = None,
+    ) -> None:
         self.settings = settings
         self._credentials = credentials
         self.http = http
+        self.media = media or MediaFetcher(http)
 
     @property
     def credentials(self) -> CredentialsT:
@@ -192,14 +246,32 @@ class Channel(ABC, Generic[SettingsT, CredentialsT]):
             )
         return self._credentials
 
-    @abstractmethod
-    def render(self, publication: Publication) -> dict[str, Any]:
-        """The provider payload for this publication (what a preview shows)."""
+    def max_length(self) -> int | None:
+        """The channel's text limit, as `measure` counts; None when it has none worth checking."""
+        return None
+
+    def measure(self, text: str) -> int:
+        return len(text)
+
+    def override_problem(self, text: str) -> str | None:
+        """Why a per-channel `overrides.text` cannot be sent as written, in French; None when it fits."""
+        limit = self.max_length()
+        if limit is not None and self.measure(text) > limit:
+            return f"Trop long pour {self.label} : {self.measure(text)} caractères comptés, au plus {limit}."
+        return None
 
     @abstractmethod
-    def send(self, payload: dict[str, Any], *, delivery_id: str) -> SentPost:
-        """Posts the payload; `delivery_id` is stable across retries so providers can deduplicate."""
+    def render(self, publication: Publication) -> RenderedPost:
+        """What this channel would post for the publication (raises SkipDelivery when it cannot take it)."""
+
+    @abstractmethod
+    def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
+        """Posts what `render` produced; `delivery_id` is stable across retries so a retry cannot duplicate."""
 
     @abstractmethod
     def delete(self, external_id: str) -> None:
-        """Removes a sent post (retraction)."""
+        """Removes a sent post (retraction); raises RetractUnsupported where the provider cannot."""
+
+    @abstractmethod
+    def check(self) -> ChannelCheck:
+        """Tries the stored credentials against the provider, sending nothing to the public."""

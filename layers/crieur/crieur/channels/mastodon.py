@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import time
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import AnyUrl, field_validator
 
 from crieur.channels.base import (
     Channel,
+    ChannelCheck,
     ChannelCredentials,
+    ChannelError,
     ChannelSettings,
     PermanentChannelError,
+    RenderedPost,
     SentPost,
     call_provider,
 )
 from crieur.channels.webhook import check_target_url
 from crieur.models import Publication
-from crieur.render.text import compose
+from crieur.render.text import compose, weighted_length
 
 DEFAULT_MAX_CHARACTERS = 500
 URL_WEIGHT = 23
@@ -45,7 +48,7 @@ class MastodonChannel(Channel[MastodonSettings, MastodonCredentials]):
     settings_model: ClassVar = MastodonSettings
     credentials_model: ClassVar = MastodonCredentials
 
-    def max_characters(self) -> int:
+    def max_length(self) -> int:
         """The instance's own limit (GET /api/v2/instance), cached an hour; 500 when it does not say."""
         cached = _instance_limits.get(self.settings.base)
         if cached and cached[0] > time.monotonic():
@@ -61,33 +64,52 @@ class MastodonChannel(Channel[MastodonSettings, MastodonCredentials]):
         _instance_limits[self.settings.base] = (time.monotonic() + INSTANCE_CACHE_SECONDS, limit)
         return limit
 
-    def render(self, publication: Publication) -> dict[str, Any]:
-        override = publication.overrides.get("mastodon")
-        text = compose(publication, self.max_characters(), URL_WEIGHT, override.text if override else None)
-        return {"status": text, "visibility": "public", "language": "fr"}
+    def measure(self, text: str) -> int:
+        return weighted_length(text, URL_WEIGHT)
 
-    def send(self, payload: dict[str, Any], *, delivery_id: str) -> SentPost:
+    def render(self, publication: Publication) -> RenderedPost:
+        override = publication.overrides.get("mastodon")
+        limit = self.max_length()
+        text = compose(publication, limit, self.measure, override=override.text if override else None, hashtag=True)
+        return RenderedPost(
+            text=text,
+            length=self.measure(text),
+            limit=limit,
+            payload={"status": text, "visibility": "public", "language": "fr"},
+        )
+
+    def _authorization(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credentials.access_token}"}
+
+    def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
         # Mastodon honours Idempotency-Key for an hour: a retry after a crash cannot post twice.
         request = self.http.build_request(
             "POST",
             f"{self.settings.base}/api/v1/statuses",
-            json=payload,
-            headers={
-                "Authorization": f"Bearer {self.credentials.access_token}",
-                "Idempotency-Key": delivery_id,
-            },
+            json=rendered.payload,
+            headers={**self._authorization(), "Idempotency-Key": delivery_id},
         )
-        status = call_provider(self.http, "Mastodon", request).json()
+        status = call_provider(self.http, self.label, request).json()
         return SentPost(external_id=str(status["id"]), url=status.get("url"))
 
     def delete(self, external_id: str) -> None:
         request = self.http.build_request(
-            "DELETE",
-            f"{self.settings.base}/api/v1/statuses/{external_id}",
-            headers={"Authorization": f"Bearer {self.credentials.access_token}"},
+            "DELETE", f"{self.settings.base}/api/v1/statuses/{external_id}", headers=self._authorization()
         )
         try:
-            call_provider(self.http, "Mastodon", request)
+            call_provider(self.http, self.label, request)
         except PermanentChannelError as refused:
             if refused.http_status != 404:  # already deleted (by hand, or by an earlier attempt): done
                 raise
+
+    def check(self) -> ChannelCheck:
+        request = self.http.build_request(
+            "GET", f"{self.settings.base}/api/v1/accounts/verify_credentials", headers=self._authorization()
+        )
+        try:
+            account = call_provider(self.http, self.label, request).json()
+        except ChannelError as refused:
+            return ChannelCheck(ok=False, message=refused.message)
+        return ChannelCheck(
+            ok=True, account=f"@{account.get('acct', '?')}", message="Le compte Mastodon est joignable et autorisé."
+        )

@@ -9,8 +9,11 @@ from pydantic import AnyUrl, field_validator
 
 from crieur.channels.base import (
     Channel,
+    ChannelCheck,
     ChannelCredentials,
+    ChannelError,
     ChannelSettings,
+    RenderedPost,
     SentPost,
     call_provider,
 )
@@ -44,27 +47,33 @@ class WebhookCredentials(ChannelCredentials):
 
 class WebhookChannel(Channel[WebhookSettings, WebhookCredentials]):
     name: ClassVar = "webhook"
-    label: ClassVar = "Le webhook"
+    label: ClassVar = "Le site destinataire"
     settings_model: ClassVar = WebhookSettings
     credentials_model: ClassVar = WebhookCredentials
 
-    def render(self, publication: Publication) -> dict[str, Any]:
-        return {
-            "type": "publication.published",
-            "timestamp": utc_now().isoformat(),
-            "data": publication.model_dump(mode="json", exclude={"deliveries", "overrides"}),
-        }
+    def render(self, publication: Publication) -> RenderedPost:
+        data = publication.model_dump(mode="json", exclude={"deliveries", "overrides"})
+        return RenderedPost(text=publication.title, payload={"type": "publication.published", "data": data})
 
-    def send(self, payload: dict[str, Any], *, delivery_id: str) -> SentPost:
-        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    def _post(self, event_type: str, data: dict[str, Any], message_id: str) -> None:
+        event = {"type": event_type, "timestamp": utc_now().isoformat(), "data": data}
+        body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
         # The same webhook-id on every retry lets the receiver drop duplicates, as the specification asks.
-        headers = {
-            "content-type": "application/json",
-            **webhook_headers(self.credentials.secret, delivery_id, body),
-        }
+        headers = {"content-type": "application/json", **webhook_headers(self.credentials.secret, message_id, body)}
         request = self.http.build_request("POST", str(self.settings.url), content=body, headers=headers)
-        call_provider(self.http, "Le site destinataire", request)
+        call_provider(self.http, self.label, request)
+
+    def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
+        self._post(rendered.payload["type"], rendered.payload["data"], delivery_id)
         return SentPost(external_id=delivery_id)
 
     def delete(self, external_id: str) -> None:
-        """A webhook cannot be unsent; retraction is announced by the next event instead."""
+        """A webhook cannot be unsent: the receiver is told with a `publication.retracted` event."""
+        self._post("publication.retracted", {"id": external_id.rsplit("-", 1)[0]}, f"{external_id}-retract")
+
+    def check(self) -> ChannelCheck:
+        try:
+            self._post("webhook.test", {"message": "Test de Crieur : ce message ne publie rien."}, "test")
+        except ChannelError as refused:
+            return ChannelCheck(ok=False, message=refused.message)
+        return ChannelCheck(ok=True, account=str(self.settings.url), message="Le site a accepté un envoi de test.")

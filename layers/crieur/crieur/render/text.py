@@ -1,53 +1,74 @@
 """Composes a publication into one text that fits a channel's length limit.
 
-The title and the links always survive; the body is cut at a word boundary with an ellipsis.
-Lengths are counted in code points (never fewer than the graphemes providers count), with every URL
-weighted as the provider weighs it (Mastodon and X count any link as 23).
+The title and the links always survive; the body is cut at a word boundary with an ellipsis. Each
+channel passes its own `measure` (Mastodon and X weigh every URL 23, X weighs code points, Bluesky counts
+graphemes), so the same composition fits every channel as that channel counts.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
-from crieur.models import Publication
+from crieur.models import Category, Publication
 
 URL_PATTERN = re.compile(r"https?://[^\s<>\"']+")
 ELLIPSIS = "…"
-
-
 TRAILING_PUNCTUATION = ".,;:!?'\""
+MIN_BODY_BUDGET = 20
+
+Measure = Callable[[str], int]
+
+HASHTAGS: dict[Category, str] = {
+    "news": "#actualité",
+    "event": "#agenda",
+    "works": "#travaux",
+    "alert": "#alerte",
+    "weather": "#météo",
+    "council": "#conseilmunicipal",
+    "other": "",
+}
 
 
-def _url_end(text: str, start: int, end: int) -> int:
-    """Where a URL really ends: like Mastodon and X, not on trailing punctuation or an unbalanced ')'."""
-    while end > start:
-        last = text[end - 1]
-        if last in TRAILING_PUNCTUATION or (last == ")" and text.count("(", start, end) < text.count(")", start, end)):
-            end -= 1
-        else:
-            break
-    return end
+def url_spans(text: str) -> list[tuple[int, int]]:
+    """Where the URLs are, ending like Mastodon and X end them: not on trailing punctuation or an unbalanced ')'."""
+    spans = []
+    for match in URL_PATTERN.finditer(text):
+        start, end = match.start(), match.end()
+        while end > start:
+            last = text[end - 1]
+            if last in TRAILING_PUNCTUATION or (
+                last == ")" and text.count("(", start, end) < text.count(")", start, end)
+            ):
+                end -= 1
+            else:
+                break
+        spans.append((start, end))
+    return spans
 
 
 def weighted_length(text: str, url_weight: int | None = None) -> int:
+    """Code points, with each URL weighing `url_weight` when given."""
     if url_weight is None:
         return len(text)
     total, last = 0, 0
-    for match in URL_PATTERN.finditer(text):
-        end = _url_end(text, match.start(), match.end())
-        total += len(text[last : match.start()]) + url_weight
+    for start, end in url_spans(text):
+        total += len(text[last:start]) + url_weight
         last = end
     return total + len(text[last:])
 
 
-def truncate(text: str, budget: int, measure: Callable[[str], int]) -> str:
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
+
+
+def truncate(text: str, budget: int, measure: Measure) -> str:
     """The longest prefix of `text`, cut between words and closed by an ellipsis, that fits `budget`."""
     if measure(text) <= budget:
         return text
-    words = re.split(r"(\s+)", text)
     kept = ""
-    for word in words:
+    for word in re.split(r"(\s+)", text):
         candidate = kept + word
         if measure(candidate.rstrip() + ELLIPSIS) > budget:
             break
@@ -60,19 +81,34 @@ def truncate(text: str, budget: int, measure: Callable[[str], int]) -> str:
     return kept.rstrip() + ELLIPSIS
 
 
-def compose(publication: Publication, limit: int, url_weight: int | None = None, override: str | None = None) -> str:
-    """Title, body, then links, fitting `limit`; an override replaces the composition but is still fitted."""
+def links_block(publication: Publication) -> str:
+    return "\n".join(f"{link.label} : {link.url}" if link.label else str(link.url) for link in publication.links)
 
-    def measure(text: str) -> int:
-        return weighted_length(text, url_weight)
 
+def compose(
+    publication: Publication,
+    limit: int,
+    measure: Measure = len,
+    *,
+    override: str | None = None,
+    hashtag: bool = False,
+    links: bool = True,
+) -> str:
+    """Title, body, links (and the category's hashtag when asked and it fits), within `limit`.
+
+    An override replaces the composition as written; the API refuses one that does not fit, so here it
+    is only cut as a last resort.
+    """
     if override is not None:
-        return truncate(override.strip(), limit, measure)
-    links = "\n".join(f"{link.label} : {link.url}" if link.label else str(link.url) for link in publication.links)
-    tail = f"\n\n{links}" if links else ""
-    head = f"{publication.title}\n\n"
+        return truncate(nfc(override.strip()), limit, measure)
+    head = f"{nfc(publication.title)}\n\n"
+    tail = f"\n\n{nfc(links_block(publication))}" if links and publication.links else ""
+    tag = HASHTAGS[publication.category] if hashtag else ""
+    tagged = tail + (f"\n{tag}" if tail else f"\n\n{tag}")
+    if tag and limit - measure(head) - measure(tagged) >= MIN_BODY_BUDGET:  # never at the body's expense
+        tail = tagged
     budget = limit - measure(head) - measure(tail)
-    if budget < 20:
+    if budget < MIN_BODY_BUDGET:
         # Links crowd out the body: keep the title and as many links as fit.
-        return truncate(head + links, limit, measure)
-    return head + truncate(publication.body, budget, measure) + tail
+        return truncate(head + tail.strip(), limit, measure)
+    return head + truncate(nfc(publication.body), budget, measure) + tail

@@ -1,0 +1,10 @@
+"""Provider imitations plugged into the channel sandbox, one module per provider (see sandbox.Imitation)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from infra.local.sandbox import Imitation
+
+IMITATIONS: list[type[Imitation]] = []
