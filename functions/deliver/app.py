@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Any, get_args
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -14,7 +14,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crieur import aws, config
 from crieur.delivery import DeliveryWorker
-from crieur.models import ChannelName, FanoutMessage
+from crieur.channels import ADAPTERS
+from crieur.models import FanoutMessage
 from crieur.security import guarded_client
 
 logger = Logger()
@@ -30,14 +31,14 @@ class RetryLater(Exception):
 @cache
 def worker() -> DeliveryWorker:
     channel = os.environ["CHANNEL"]
-    if channel not in get_args(ChannelName):
+    if channel not in ADAPTERS:
         raise RuntimeError(f"CHANNEL={channel!r} has no adapter")
     http = cache(guarded_client)
     metrics.set_default_dimensions(channel=channel)
     return DeliveryWorker(
         store=config.store(),
         vault=config.vault(),
-        channel=channel,  # type: ignore[arg-type]
+        channel=channel,
         http=http,
         max_receive_count=int(os.environ.get("CRIEUR_MAX_RECEIVE_COUNT", "5")),
         retry_base_seconds=int(os.environ.get("CRIEUR_RETRY_BASE_SECONDS", "10")),

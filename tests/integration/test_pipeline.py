@@ -121,6 +121,12 @@ def test_channel_settings_are_validated_per_channel(gateway: Gateway) -> None:
     fields = {error["field"] for error in answer.json["errors"]}
     assert fields == {"settings.url", "credentials.secret"}
     assert gateway.call("PUT", "/v1/channels/myspace", insee, {"settings": {}}).status == 422
+    not_yet = gateway.call("PUT", "/v1/channels/email", insee, {"settings": {}})
+    assert not_yet.status == 422
+    assert not_yet.json["errors"] == [
+        {"field": "channel", "message": "Le canal « email » n'est pas encore disponible dans Crieur."}
+    ]
+    assert "email" not in gateway.call("GET", "/v1/channels", insee).json["available"]
     first_time = gateway.call("PUT", "/v1/channels/mastodon", insee, {"settings": {"instance_url": INSTANCE}})
     assert first_time.json["errors"] == [
         {"field": "credentials", "message": "Identifiants obligatoires à la première configuration du canal."}

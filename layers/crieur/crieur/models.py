@@ -25,9 +25,21 @@ from pydantic import (
 
 PARIS = ZoneInfo("Europe/Paris")
 
-ChannelName = Literal["webhook", "mastodon"]
-"""Channels with an adapter. Each later channel adds its name here and a module in crieur/channels/."""
-CHANNEL_NAMES: tuple[ChannelName, ...] = ("webhook", "mastodon")
+ChannelName = Literal[
+    "facebook",
+    "instagram",
+    "x",
+    "mastodon",
+    "bluesky",
+    "website",
+    "wordpress",
+    "push",
+    "webpush",
+    "sms",
+    "email",
+    "webhook",
+]
+"""Every channel of the contract (ARCHITECTURE.md §5). Which ones work is crieur.channels.ADAPTERS."""
 
 Category = Literal["news", "event", "works", "alert", "weather", "council", "other"]
 Urgency = Literal["normal", "high", "critical"]
@@ -243,7 +255,7 @@ class ChannelConfigView(BaseModel):
 
 class ChannelList(BaseModel):
     items: list[ChannelConfigView]
-    available: list[ChannelName] = list(CHANNEL_NAMES)
+    available: list[ChannelName] = Field(description="Les canaux que Crieur sait servir.")
 
 
 class FanoutMessage(BaseModel):

@@ -9,13 +9,12 @@ from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 from ulid import ULID
 
-from crieur.channels import adapter_for
+from crieur.channels import ADAPTERS, adapter_for
 from crieur.credentials import CredentialVault
 from crieur.delivery import fail_undeliverable
 from crieur.errors import InvalidInput, NotFound, Unavailable
 from crieur.fanout import Fanout
 from crieur.models import (
-    CHANNEL_NAMES,
     ChannelConfigRequest,
     ChannelConfigView,
     ChannelList,
@@ -81,7 +80,7 @@ class PublicationService:
     def _target_channels(self, commune: str, request: PublicationRequest) -> list[ChannelName]:
         configured = {record.channel: record for record in self.store.list_channels(commune)}
         if request.channels is None:
-            targets = [name for name in CHANNEL_NAMES if name in configured and configured[name].enabled]
+            targets = [name for name in ADAPTERS if name in configured and configured[name].enabled]
             if not targets:
                 raise InvalidInput(
                     [
@@ -158,7 +157,9 @@ class PublicationService:
         return _view(record)
 
     def channels(self, commune: str) -> ChannelList:
-        return ChannelList(items=[_view(record) for record in self.store.list_channels(commune)])
+        return ChannelList(
+            items=[_view(record) for record in self.store.list_channels(commune)], available=list(ADAPTERS)
+        )
 
     def remove_channel(self, commune: str, channel: ChannelName) -> None:
         if not self.store.delete_channel(commune, channel):

@@ -16,4 +16,9 @@ ADAPTERS: dict[ChannelName, type[Channel[Any, Any]]] = {
 
 
 def adapter_for(channel: ChannelName) -> type[Channel[Any, Any]]:
+    """The channel's adapter; a channel of the contract that Crieur does not serve yet is a 422."""
+    if channel not in ADAPTERS:
+        from crieur.errors import InvalidInput
+
+        raise InvalidInput([("channel", f"Le canal « {channel} » n'est pas encore disponible dans Crieur.")])
     return ADAPTERS[channel]
