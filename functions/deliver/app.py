@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crieur import aws, config
-from crieur.delivery import DeliveryWorker
 from crieur.channels import ADAPTERS
+from crieur.delivery import DeliveryWorker
 from crieur.models import FanoutMessage
 from crieur.security import guarded_client
 
