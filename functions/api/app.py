@@ -23,12 +23,14 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crieur import config, idempotency
+from crieur.channels.base import ChannelCheck
 from crieur.errors import CrieurError, Unauthenticated
 from crieur.models import (
     ChannelConfigRequest,
     ChannelConfigView,
     ChannelList,
     ChannelName,
+    Preview,
     Publication,
     PublicationPage,
     PublicationRequest,
@@ -57,7 +59,7 @@ app.enable_swagger(path="/v1/docs")
 
 @cache
 def service() -> PublicationService:
-    return PublicationService(store=config.store(), fanout=config.fanout(), vault=config.vault())
+    return PublicationService(store=config.store(), fanout=config.fanout(), vault=config.vault(), http=config.http)
 
 
 def commune() -> str:
@@ -181,6 +183,19 @@ def get_publication(publication_id: Annotated[str, Path(max_length=64)]) -> Publ
     return service().get_publication(commune(), publication_id)
 
 
+@app.delete("/v1/publications/<publication_id>", responses={202: {"description": "Retrait en cours"}})
+def retract_publication(publication_id: Annotated[str, Path(max_length=64)]) -> Response[Publication]:
+    """Retire la publication de chaque canal qui le permet (statut par canal : retracted ou retract_unsupported)."""
+    publication = service().retract(commune(), publication_id)
+    return Response(status_code=202, content_type="application/json", body=publication)
+
+
+@app.post("/v1/previews")
+def preview(request: PublicationRequest) -> Preview:
+    """Ce que chaque canal recevrait : texte, longueur comptée et limite, médias gardés ou écartés, avertissements."""
+    return service().preview(commune(), request)
+
+
 @app.get("/v1/channels")
 def list_channels() -> ChannelList:
     return service().channels(commune())
@@ -194,6 +209,12 @@ def get_channel(channel: ChannelName) -> ChannelConfigView:
 @app.put("/v1/channels/<channel>")
 def put_channel(channel: ChannelName, request: ChannelConfigRequest) -> ChannelConfigView:
     return service().configure_channel(commune(), channel, request)
+
+
+@app.post("/v1/channels/<channel>/test")
+def test_channel(channel: ChannelName) -> ChannelCheck:
+    """Essaie les identifiants enregistrés auprès du réseau, sans rien publier."""
+    return service().test_channel(commune(), channel)
 
 
 @app.delete("/v1/channels/<channel>", responses={204: {"description": "Canal retiré"}})

@@ -16,7 +16,6 @@ from crieur import aws, config
 from crieur.channels import ADAPTERS
 from crieur.delivery import DeliveryWorker
 from crieur.models import FanoutMessage
-from crieur.security import guarded_client
 
 logger = Logger()
 metrics = Metrics()
@@ -33,13 +32,12 @@ def worker() -> DeliveryWorker:
     channel = os.environ["CHANNEL"]
     if channel not in ADAPTERS:
         raise RuntimeError(f"CHANNEL={channel!r} has no adapter")
-    http = cache(guarded_client)
     metrics.set_default_dimensions(channel=channel)
     return DeliveryWorker(
         store=config.store(),
         vault=config.vault(),
         channel=channel,
-        http=http,
+        http=config.http,
         max_receive_count=int(os.environ.get("CRIEUR_MAX_RECEIVE_COUNT", "5")),
         retry_base_seconds=int(os.environ.get("CRIEUR_RETRY_BASE_SECONDS", "10")),
     )
@@ -54,7 +52,7 @@ def queue_url(queue_arn: str) -> str:
 def record_handler(record: SQSRecord) -> None:
     message = FanoutMessage.model_validate_json(record.body)
     receive_count = int(record.attributes.approximate_receive_count)
-    retry = worker().deliver(message, receive_count)
+    retry = worker().handle(message, receive_count)
     if retry is None:
         metrics.add_metric(name="DeliveriesSettled", unit=MetricUnit.Count, value=1)
         return

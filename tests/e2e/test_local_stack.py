@@ -241,21 +241,24 @@ def test_a_third_channel_block_appears_locally_unchanged(stack: LocalStack, tmp_
     text = text.replace("CodeUri: functions/", f"CodeUri: {ROOT}/functions/")
     text = text.replace("ContentUri: layers/", f"ContentUri: {ROOT}/layers/")
     text = text.replace("Location: infra/channel.yaml", f"Location: {ROOT}/infra/channel.yaml")
-    block = text[text.index("  MastodonChannel:") : text.index("\nOutputs:")]
-    third = block.replace("MastodonChannel:", "BlueskyChannel:").replace("Channel: mastodon", "Channel: bluesky")
+    start = text.index("  MastodonChannel:")
+    block = text[start : text.index("\n\n", start)]
+    third = block.replace("MastodonChannel:", "SmsChannel:").replace("Channel: mastodon", "Channel: sms")
     template = tmp_path / "template.yaml"
     template.write_text(text.replace("\nOutputs:", "\n" + third + "\nOutputs:"))
 
     deployment = provision(stack.aws_endpoint, template, stack_name=f"third-{uuid.uuid4().hex[:6]}")
     channels = {function.environment.get("CHANNEL") for function in deployment.functions.values()}
-    assert channels == {None, "webhook", "mastodon", "bluesky"}
-    (mapping,) = [m for m in deployment.event_source_mappings if "BlueskyChannel" in m.logical_id]
+    assert stack.deployment is not None
+    before = {function.environment.get("CHANNEL") for function in stack.deployment.functions.values()}
+    assert channels == before | {"sms"}
+    (mapping,) = [m for m in deployment.event_source_mappings if "SmsChannel" in m.logical_id]
     assert mapping.batch_size == 10
     assert mapping.report_batch_item_failures
-    subscription = deployment.resources["BlueskyChannel/Subscription"].properties
-    assert subscription["FilterPolicy"] == {"channels": ["bluesky"]}
-    nested = deployment.resources["BlueskyChannel"].attributes
-    assert deployment.functions[nested["Outputs.FunctionName"]].environment["CHANNEL"] == "bluesky"
+    subscription = deployment.resources["SmsChannel/Subscription"].properties
+    assert subscription["FilterPolicy"] == {"channels": ["sms"]}
+    nested = deployment.resources["SmsChannel"].attributes
+    assert deployment.functions[nested["Outputs.FunctionName"]].environment["CHANNEL"] == "sms"
     assert nested["Outputs.QueueUrl"] == mapping.queue_url
 
 

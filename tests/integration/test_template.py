@@ -19,7 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "template.yaml"
 CHANNEL = ROOT / "infra" / "channel.yaml"
 
-EXPECTED_CHANNELS = {"WebhookChannel": "webhook", "MastodonChannel": "mastodon"}
+EXPECTED_CHANNELS = {
+    "WebhookChannel": "webhook",
+    "MastodonChannel": "mastodon",
+    "FacebookChannel": "facebook",
+    "InstagramChannel": "instagram",
+    "XChannel": "x",
+    "BlueskyChannel": "bluesky",
+}
 
 
 # ---------------------------------------------------------------- loading
@@ -340,7 +347,8 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
     assert _actions(main_stmts["AuthorizerFunction"]) == {"dynamodb:GetItem"}
     api = _actions(main_stmts["ApiFunction"])
     assert {"dynamodb:PutItem", "dynamodb:ConditionCheckItem", "sns:Publish", "kms:Encrypt"} <= api
-    assert not {a for a in api if a.startswith("kms:")} - {"kms:Encrypt"}  # the API never decrypts
+    # The API decrypts only to test a channel's credentials, and never without the encryption context.
+    assert {a for a in api if a.startswith("kms:")} == {"kms:Encrypt", "kms:Decrypt"}
     assert not {"dynamodb:Scan", "dynamodb:BatchWriteItem"} & api
 
     deliver = _function_statements(channel)["DeliverFunction"]

@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from functools import cache
 
+import httpx
+
 from crieur.credentials import KmsVault
 from crieur.fanout import SnsFanout
+from crieur.security import guarded_client
 from crieur.store import Store
 
 
@@ -30,3 +33,9 @@ def vault() -> KmsVault:
 @cache
 def fanout() -> SnsFanout:
     return SnsFanout(required("CRIEUR_TOPIC_ARN"))
+
+
+@cache
+def http() -> httpx.Client:
+    """The guarded HTTP client every adapter uses, one per container."""
+    return guarded_client()

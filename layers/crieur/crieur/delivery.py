@@ -14,12 +14,17 @@ from typing import Any
 
 import httpx
 from aws_lambda_powertools import Logger
-from pydantic import ValidationError
 
-from crieur.channels import adapter_for
-from crieur.channels.base import PermanentChannelError, SentPost, SkipDelivery, TransientChannelError
+from crieur.channels import build_adapter
+from crieur.channels.base import (
+    Channel,
+    PermanentChannelError,
+    RetractUnsupported,
+    SkipDelivery,
+    TransientChannelError,
+)
 from crieur.credentials import CredentialVault
-from crieur.models import ChannelName, DeliveryError, FanoutMessage
+from crieur.models import ChannelName, DeliveryError, FanoutMessage, Publication
 from crieur.store import Outcome, Store
 
 logger = Logger(child=True)
@@ -54,6 +59,11 @@ class DeliveryWorker:
     retry_base_seconds: int = 10
     lease_seconds: int = 60
 
+    def handle(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
+        if message.action == "retract":
+            return self.retract(message, receive_count)
+        return self.deliver(message, receive_count)
+
     def deliver(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
         commune, publication_id, channel = message.commune, message.publication_id, self.channel
         token = uuid.uuid4().hex
@@ -74,66 +84,88 @@ class DeliveryWorker:
                 self.store.settle(commune, publication_id, channel, outcome)
 
         try:
-            sent = self._send(commune, publication_id, delivery_id=f"{publication_id}-{channel}")
+            adapter, publication = self._adapter(commune, publication_id)
+            sent = adapter.send(adapter.render(publication), delivery_id=f"{publication_id}-{channel}")
         except SkipDelivery as skip:
             finish("skipped", error=DeliveryError(code=skip.code, message=skip.message))
         except PermanentChannelError as permanent:
             logger.info("delivery failed", extra={"publication_id": publication_id, "code": permanent.code})
+            self._note_reconnect(commune, permanent)
             finish("failed", error=_error(permanent.code, permanent.message, permanent.provider_message))
         except Exception as failure:  # transient, or an unexpected fault: both retried a bounded number of times
-            if isinstance(failure, TransientChannelError):
-                code, text, detail, wait = (
-                    failure.code,
-                    failure.message,
-                    failure.provider_message,
-                    failure.retry_after,
-                )
-            else:
-                logger.exception("unexpected delivery fault", extra={"publication_id": publication_id})
-                code, text, detail, wait = (
-                    "internal_error",
-                    "Erreur interne de Crieur.",
-                    repr(failure)[:500],
-                    None,
-                )
+            code, text, detail, wait = self._transient(failure, publication_id)
             if receive_count >= self.max_receive_count:
                 final = f"Échec après {receive_count} tentatives. Dernière erreur : {text}"
                 finish("failed", error=_error(code, final, detail))
                 return None
-            after = self._backoff(receive_count, wait)
             self.store.record_delivery(
                 commune, publication_id, channel, token, "retrying", error=_error(code, text, detail)
             )
-            return RetryLater(after, code)
+            return RetryLater(self._backoff(receive_count, wait), code)
         else:
             finish("sent", external_id=sent.external_id, url=sent.url)
         return None
 
-    def _send(self, commune: str, publication_id: str, delivery_id: str) -> SentPost:
+    def retract(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
+        """Deletes one sent post: `retracted`, `retract_unsupported`, or still `sent` with the reason."""
+        commune, publication_id, channel = message.commune, message.publication_id, self.channel
+        token = uuid.uuid4().hex
+        claim, external_id = self.store.claim_retraction(commune, publication_id, channel, token, self.lease_seconds)
+        if claim.outcome == "busy":
+            return RetryLater(self.lease_seconds, "another worker is retracting this post")
+        if claim.outcome != "claimed" or external_id is None:
+            return None
+
+        def finish(status: str | None, error: DeliveryError | None = None) -> None:
+            self.store.record_retraction(commune, publication_id, channel, token, status=status, error=error)
+
+        try:
+            adapter, _ = self._adapter(commune, publication_id)
+            adapter.delete(external_id)
+        except RetractUnsupported as unsupported:
+            finish("retract_unsupported", _error(unsupported.code, unsupported.message, None))
+        except PermanentChannelError as permanent:
+            self._note_reconnect(commune, permanent)
+            failure = f"Le retrait a échoué : {permanent.message}"
+            finish(None, _error("retract_failed", failure, permanent.provider_message))
+        except Exception as failure:
+            code, text, detail, wait = self._transient(failure, publication_id)
+            if receive_count >= self.max_receive_count:
+                finish(
+                    None, _error("retract_failed", f"Le retrait a échoué après {receive_count} essais : {text}", detail)
+                )
+                return None
+            finish(None, _error(code, f"Retrait en attente : {text}", detail))
+            return RetryLater(self._backoff(receive_count, wait), code)
+        else:
+            finish("retracted")
+        return None
+
+    def _adapter(self, commune: str, publication_id: str) -> tuple[Channel[Any, Any], Publication]:
         publication = self.store.get_publication(commune, publication_id)
         record = self.store.get_channel(commune, self.channel)
         if publication is None:
             raise PermanentChannelError("missing_publication", "Publication introuvable.")
         if record is None or not record.enabled:
             raise SkipDelivery("Le canal a été retiré ou désactivé avant l'envoi.")
-        adapter_type = adapter_for(self.channel)
-        try:
-            settings = adapter_type.settings_model.model_validate(record.settings)
-            credentials = (
-                adapter_type.credentials_model.model_validate(
-                    self.vault.open(commune, self.channel, record.credentials_ciphertext)
-                )
-                if record.credentials_ciphertext
-                else None
-            )
-        except ValidationError as invalid:
-            raise PermanentChannelError(
-                "invalid_settings",
-                "Les réglages du canal ne sont plus valides : reconfigurez-le.",
-                str(invalid),
-            ) from invalid
-        adapter = adapter_type(settings, credentials, self.http())
-        return adapter.send(adapter.render(publication), delivery_id=delivery_id)
+        credentials = (
+            self.vault.open(commune, self.channel, record.credentials_ciphertext)
+            if record.credentials_ciphertext
+            else None
+        )
+        return build_adapter(self.channel, record.settings, credentials, self.http()), publication
+
+    def _note_reconnect(self, commune: str, refused: PermanentChannelError) -> None:
+        """A refused token marks the channel, so the next publication warns instead of failing again."""
+        if refused.code == "needs_reconnect":
+            self.store.set_reconnect_reason(commune, self.channel, refused.message)
+
+    @staticmethod
+    def _transient(failure: Exception, publication_id: str) -> tuple[str, str, str | None, float | None]:
+        if isinstance(failure, TransientChannelError):
+            return failure.code, failure.message, failure.provider_message, failure.retry_after
+        logger.exception("unexpected delivery fault", extra={"publication_id": publication_id})
+        return "internal_error", "Erreur interne de Crieur.", repr(failure)[:500], None
 
     def _backoff(self, receive_count: int, provider_wait: float | None) -> int:
         if provider_wait is not None:

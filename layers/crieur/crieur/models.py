@@ -250,6 +250,8 @@ class ChannelConfigView(BaseModel):
     enabled: bool
     settings: dict[str, Any]
     credentials_set: bool
+    needs_reconnect: bool = False
+    reconnect_reason: str | None = Field(default=None, description="Pourquoi reconnecter le canal, en français.")
     updated_at: datetime
 
 
@@ -263,6 +265,29 @@ class FanoutMessage(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    action: Literal["publish"] = "publish"
+    action: Literal["publish", "retract"] = "publish"
     commune: str
     publication_id: str
+
+
+class MediaPreview(BaseModel):
+    url: str
+    alt: str
+    kept: bool
+    reason: str | None = None
+
+
+class ChannelPreview(BaseModel):
+    """What one channel would receive, computed by the same code that sends."""
+
+    text: str | None = None
+    length: int | None = None
+    limit: int | None = None
+    media: list[MediaPreview] = []
+    warnings: list[str] = []
+    skipped: str | None = Field(default=None, description="Pourquoi ce canal ne prendrait pas la publication.")
+
+
+class Preview(BaseModel):
+    channels: dict[str, ChannelPreview]
+    cost_estimate_eur: float | None = None

@@ -1,27 +1,34 @@
-"""Use cases behind the HTTP API: publish, read publications, manage channel settings."""
+"""Use cases behind the HTTP API: publish, preview, retract, read publications, manage and test channels."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 from ulid import ULID
 
-from crieur.channels import ADAPTERS, adapter_for
+from crieur.channels import ADAPTERS, adapter_for, build_adapter
+from crieur.channels.base import ChannelCheck, ChannelError, PermanentChannelError, SkipDelivery
 from crieur.credentials import CredentialVault
 from crieur.delivery import fail_undeliverable
-from crieur.errors import InvalidInput, NotFound, Unavailable
+from crieur.errors import Conflict, InvalidInput, NotFound, Unavailable
 from crieur.fanout import Fanout
+from crieur.media import MediaFetcher
 from crieur.models import (
     ChannelConfigRequest,
     ChannelConfigView,
     ChannelList,
     ChannelName,
+    ChannelPreview,
     Delivery,
     DeliveryError,
     FanoutMessage,
+    MediaPreview,
+    Preview,
     Publication,
     PublicationPage,
     PublicationRequest,
@@ -43,57 +50,76 @@ class PublicationService:
     store: Store
     fanout: Fanout
     vault: CredentialVault
+    http: Callable[[], httpx.Client]
 
     # --- publications -----------------------------------------------------------------------------------
 
     def publish(self, commune: str, request: PublicationRequest) -> Publication:
-        """Stores the publication with one pending delivery per channel, then fans it out once."""
-        channels = self._target_channels(commune, request)
+        """Stores the publication with one delivery per channel, then fans it out once.
+
+        A channel whose credentials the provider refused is `skipped` at once with the reason, instead of
+        failing after the attempt: the mairie is told to reconnect it.
+        """
+        targets = self._targets(commune, request)
+        self._check_overrides(request, targets)
         now = utc_now()
+        deliveries = {
+            channel: Delivery(status="pending", updated_at=now)
+            if record.reconnect_reason is None
+            else Delivery(
+                status="skipped",
+                updated_at=now,
+                error=DeliveryError(code="needs_reconnect", message=record.reconnect_reason),
+            )
+            for channel, record in targets.items()
+        }
         publication = Publication(
             **request.model_dump(exclude={"channels"}),
-            channels=channels,
+            channels=list(targets),
             id=new_publication_id(),
             commune=commune,
             status="publishing",
             created_at=now,
-            deliveries={channel: Delivery(status="pending", updated_at=now) for channel in channels},
+            deliveries=deliveries,
         )
         self.store.create_publication(publication)
-        try:
-            self.fanout.send(FanoutMessage(commune=commune, publication_id=publication.id), list(channels))
-        except Exception as failure:
-            logger.exception("fan-out failed", extra={"publication_id": publication.id})
-            error = DeliveryError(
-                code="fanout_failed",
-                message="La diffusion n'a pas pu démarrer : republiez dans quelques minutes.",
-                provider_message=str(failure)[:500],
-            )
-            for channel in channels:
-                fail_undeliverable(self.store, commune, publication.id, channel, error)
-            raise Unavailable(
-                f"La publication {publication.id} n'a pas pu être diffusée : réessayez dans quelques minutes."
-            ) from failure
-        logger.info("publication accepted", extra={"publication_id": publication.id, "channels": channels})
+        pending: list[str] = [channel for channel, delivery in deliveries.items() if delivery.status == "pending"]
+        if not pending:
+            self.store.finish_if_settled(commune, publication.id)
+            return self.get_publication(commune, publication.id)
+        self._fan_out(FanoutMessage(commune=commune, publication_id=publication.id), pending)
+        logger.info("publication accepted", extra={"publication_id": publication.id, "channels": pending})
         return publication
 
-    def _target_channels(self, commune: str, request: PublicationRequest) -> list[ChannelName]:
+    def _fan_out(self, message: FanoutMessage, channels: list[str]) -> None:
+        try:
+            self.fanout.send(message, channels)
+        except Exception as failure:
+            logger.exception("fan-out failed", extra={"publication_id": message.publication_id})
+            if message.action == "publish":
+                error = DeliveryError(
+                    code="fanout_failed",
+                    message="La diffusion n'a pas pu démarrer : republiez dans quelques minutes.",
+                    provider_message=str(failure)[:500],
+                )
+                for channel in channels:
+                    fail_undeliverable(self.store, message.commune, message.publication_id, channel, error)
+            raise Unavailable(
+                f"La publication {message.publication_id} n'a pas pu être transmise aux canaux : "
+                "réessayez dans quelques minutes."
+            ) from failure
+
+    def _targets(self, commune: str, request: PublicationRequest) -> dict[ChannelName, ChannelRecord]:
         configured = {record.channel: record for record in self.store.list_channels(commune)}
         if request.channels is None:
-            targets = [name for name in ADAPTERS if name in configured and configured[name].enabled]
+            targets = {name: configured[name] for name in ADAPTERS if name in configured and configured[name].enabled}
             if not targets:
                 raise InvalidInput(
-                    [
-                        (
-                            "channels",
-                            "Aucun canal n'est activé pour cette commune : configurez-en un (/v1/channels).",
-                        )
-                    ]
+                    [("channels", "Aucun canal n'est activé pour cette commune : configurez-en un (/v1/channels).")]
                 )
         else:
-            targets = list(request.channels)
             problems = []
-            for index, name in enumerate(targets):
+            for index, name in enumerate(request.channels):
                 record = configured.get(name)
                 if record is None:
                     problems.append(
@@ -103,12 +129,70 @@ class PublicationService:
                     problems.append((f"channels[{index}]", f"Le canal « {name} » est désactivé."))
             if problems:
                 raise InvalidInput(problems)
+            targets = {name: configured[name] for name in request.channels}
         stray = [name for name in request.overrides if name not in targets]
         if stray:
             raise InvalidInput(
                 [(f"overrides.{name}", f"Personnalisation pour « {name} », qui n'est pas visé.") for name in stray]
             )
         return targets
+
+    def _check_overrides(self, request: PublicationRequest, targets: dict[ChannelName, ChannelRecord]) -> None:
+        """An override is sent as written: one that the channel would have to cut is refused (422)."""
+        problems = []
+        for name, override in request.overrides.items():
+            adapter = build_adapter(name, targets[name].settings, None, self.http())
+            problem = adapter.override_problem(override.text)
+            if problem:
+                problems.append((f"overrides.{name}.text", problem))
+        if problems:
+            raise InvalidInput(problems)
+
+    def preview(self, commune: str, request: PublicationRequest) -> Preview:
+        """What each target channel would receive: the same rendering code as sending, without credentials."""
+        targets = self._targets(commune, request)
+        self._check_overrides(request, targets)
+        draft = Publication(
+            **request.model_dump(exclude={"channels"}),
+            channels=list(targets),
+            id="pub_preview",
+            commune=commune,
+            status="publishing",
+            created_at=utc_now(),
+        )
+        media = MediaFetcher(self.http())
+        channels = {}
+        for name, record in targets.items():
+            warnings = [f"{record.reconnect_reason} Ce canal sera ignoré."] if record.reconnect_reason else []
+            try:
+                rendered = build_adapter(name, record.settings, None, self.http(), media).render(draft)
+            except SkipDelivery as skip:
+                channels[name] = ChannelPreview(skipped=skip.message, warnings=warnings)
+            except ChannelError as error:
+                channels[name] = ChannelPreview(warnings=[*warnings, error.message])
+            else:
+                channels[name] = ChannelPreview(
+                    text=rendered.text,
+                    length=rendered.length,
+                    limit=rendered.limit,
+                    media=[MediaPreview.model_validate(decision.model_dump()) for decision in rendered.media],
+                    warnings=[*warnings, *rendered.warnings],
+                )
+        return Preview(channels=channels)
+
+    def retract(self, commune: str, publication_id: str) -> Publication:
+        """Deletes a published publication on every channel that allows it (asking again resumes)."""
+        publication = self.get_publication(commune, publication_id)
+        if publication.status != "retracted" and not self.store.start_retraction(commune, publication_id):
+            raise Conflict(
+                "La diffusion de cette publication est en cours : retirez-la une fois terminée."
+                if publication.status == "publishing"
+                else f"Une publication « {publication.status} » ne peut pas être retirée."
+            )
+        sent = [channel for channel, delivery in publication.deliveries.items() if delivery.status == "sent"]
+        if sent:
+            self._fan_out(FanoutMessage(action="retract", commune=commune, publication_id=publication_id), sent)
+        return self.get_publication(commune, publication_id)
 
     def get_publication(self, commune: str, publication_id: str) -> Publication:
         publication = self.store.get_publication(commune, publication_id)
@@ -161,6 +245,28 @@ class PublicationService:
             items=[_view(record) for record in self.store.list_channels(commune)], available=list(ADAPTERS)
         )
 
+    def test_channel(self, commune: str, channel: ChannelName) -> ChannelCheck:
+        """Tries the stored credentials with the provider; a refusal marks the channel for reconnection."""
+        record = self.store.get_channel(commune, channel)
+        if record is None:
+            raise NotFound(f"Le canal « {channel} » n'est pas configuré pour cette commune.")
+        try:
+            credentials = (
+                self.vault.open(commune, channel, record.credentials_ciphertext)
+                if record.credentials_ciphertext
+                else None
+            )
+            result = build_adapter(channel, record.settings, credentials, self.http()).check()
+        except PermanentChannelError as refused:
+            if refused.code == "needs_reconnect":
+                self.store.set_reconnect_reason(commune, channel, refused.message)
+            return ChannelCheck(ok=False, message=refused.message)
+        except ChannelError as unavailable:
+            return ChannelCheck(ok=False, message=unavailable.message)
+        if result.ok and record.reconnect_reason:
+            self.store.set_reconnect_reason(commune, channel, None)
+        return result
+
     def remove_channel(self, commune: str, channel: ChannelName) -> None:
         if not self.store.delete_channel(commune, channel):
             raise NotFound(f"Le canal « {channel} » n'est pas configuré pour cette commune.")
@@ -172,5 +278,7 @@ def _view(record: ChannelRecord) -> ChannelConfigView:
         enabled=record.enabled,
         settings=record.settings,
         credentials_set=record.credentials_ciphertext is not None,
+        needs_reconnect=record.reconnect_reason is not None,
+        reconnect_reason=record.reconnect_reason,
         updated_at=record.updated_at,
     )

@@ -67,6 +67,8 @@ class ChannelRecord:
     settings: dict[str, Any]
     credentials_ciphertext: bytes | None
     updated_at: datetime
+    reconnect_reason: str | None = None
+    """Set when the provider refused the credentials: the next publication skips the channel."""
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,8 @@ class Store:
         }
         expression = "SET #enabled = :enabled, #settings = :settings, #updated = :updated"
         if credentials_ciphertext is not None:
-            expression += ", credentials = :credentials"
+            # New credentials are the reconnection the mairie was asked for.
+            expression += ", credentials = :credentials REMOVE reconnect_reason"
             values[":credentials"] = credentials_ciphertext
         item = self.table.update_item(
             Key={"pk": _commune_pk(commune), "sk": f"CH#{channel}"},
@@ -203,7 +206,27 @@ class Store:
             if credentials is not None
             else None,
             updated_at=datetime.fromisoformat(str(item["updated_at"])),
+            reconnect_reason=str(item["reconnect_reason"]) if item.get("reconnect_reason") else None,
         )
+
+    def set_reconnect_reason(self, commune: str, channel: str, reason: str | None) -> None:
+        """Marks (or, with None, clears) a channel whose credentials the provider refused."""
+        try:
+            self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": f"CH#{channel}"},
+                ConditionExpression="attribute_exists(pk)",
+                **(
+                    {
+                        "UpdateExpression": "SET reconnect_reason = :reason",
+                        "ExpressionAttributeValues": {":reason": reason},
+                    }
+                    if reason
+                    else {"UpdateExpression": "REMOVE reconnect_reason"}
+                ),
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):  # the channel was removed meanwhile: nothing to mark
+                raise
 
     def get_channel(self, commune: str, channel: ChannelName) -> ChannelRecord | None:
         item = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": f"CH#{channel}"}).get("Item")
@@ -246,6 +269,7 @@ class Store:
                         "created_at": publication.created_at.isoformat(),
                         "doc": content.model_dump_json(),
                         "channel_count": len(publication.deliveries),
+                        **_initially_settled(publication),
                     },
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
@@ -263,6 +287,7 @@ class Store:
                             "status": delivery.status,
                             "attempts": 0,
                             "updated_at": delivery.updated_at.isoformat(),
+                            **({"error": delivery.error.model_dump(exclude_none=True)} if delivery.error else {}),
                         },
                     }
                 }
@@ -427,6 +452,13 @@ class Store:
             raise
         return True
 
+    def finish_if_settled(self, commune: str, publication_id: str) -> PublicationStatus | None:
+        """Sets the final status of a publication whose every delivery is already settled (all skipped)."""
+        head = self.table.get_item(
+            Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)}, ConsistentRead=True
+        ).get("Item")
+        return self._finalize(commune, publication_id, head) if head else None
+
     def settle(self, commune: str, publication_id: str, channel: str, outcome: Outcome) -> PublicationStatus | None:
         """Counts a channel's final outcome once; when every channel is settled, sets the final status.
 
@@ -450,13 +482,16 @@ class Store:
             if found is None:
                 return None
             head = found
+        return self._finalize(commune, publication_id, head)
+
+    def _finalize(self, commune: str, publication_id: str, head: dict[str, Any]) -> PublicationStatus | None:
         settled: Any = head.get("settled", set())
         if len(settled) < int(str(head["channel_count"])):
             return None
         final = _final_status(int(str(head.get("sent_count", 0))), int(str(head.get("failed_count", 0))))
         try:
             self.table.update_item(
-                Key=key,
+                Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
                 UpdateExpression="SET #s = :final",
                 ConditionExpression="#s = :publishing",
                 ExpressionAttributeNames={"#s": "status"},
@@ -467,11 +502,110 @@ class Store:
                 raise
         return final
 
+    # --- retraction -------------------------------------------------------------------------------------
+
+    def start_retraction(self, commune: str, publication_id: str) -> bool:
+        """publishing is over → retracted (the mairie's decision); False when the state does not allow it."""
+        try:
+            self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
+                UpdateExpression="SET #s = :retracted",
+                ConditionExpression="#s IN (:published, :partial, :failed)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":retracted": "retracted",
+                    ":published": "published",
+                    ":partial": "partially_published",
+                    ":failed": "failed",
+                },
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def claim_retraction(
+        self, commune: str, publication_id: str, channel: str, token: str, lease_seconds: int
+    ) -> tuple[Claim, str | None]:
+        """A sent delivery, for this worker to delete; with the post's external id."""
+        now = int(time.time())
+        key = {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)}
+        try:
+            item = self.table.update_item(
+                Key=key,
+                UpdateExpression="SET retract_lease = :lease, retract_token = :token ADD retract_attempts :one",
+                ConditionExpression="#s = :sent AND (attribute_not_exists(retract_lease) OR retract_lease < :now)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":sent": "sent",
+                    ":lease": now + lease_seconds,
+                    ":token": token,
+                    ":now": now,
+                    ":one": 1,
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            current = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+            if current is None:
+                return Claim("missing"), None
+            state = str(current["status"])
+            return Claim("busy" if state == "sent" else "final", status=state), None
+        return Claim("claimed", token=token, attempts=int(str(item["retract_attempts"]))), str(item["external_id"])
+
+    def record_retraction(
+        self,
+        commune: str,
+        publication_id: str,
+        channel: str,
+        token: str,
+        *,
+        status: str | None,
+        error: DeliveryError | None,
+    ) -> bool:
+        """retracted / retract_unsupported; or, with `status` None, the post stays sent with the failure."""
+        assignments = ["updated_at = :updated"]
+        values: dict[str, Any] = {":token": token, ":updated": utc_now().isoformat()}
+        removals = ["retract_lease"]
+        if status is not None:
+            assignments.append("#s = :status")
+            values[":status"] = status
+        if error is not None:
+            assignments.append("#error = :error")
+            values[":error"] = error.model_dump(exclude_none=True)
+        else:
+            removals.append("#error")
+        try:
+            self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+                UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
+                ConditionExpression="retract_token = :token",
+                ExpressionAttributeNames={"#s": "status", "#error": "error"}
+                if status is not None
+                else {"#error": "error"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as failure:
+            if _conditional_failed(failure):
+                return False
+            raise
+        return True
+
 
 def _final_status(sent: int, failed: int) -> PublicationStatus:
-    if failed == 0:
-        return "published"
-    return "partially_published" if sent else "failed"
+    """Skipped channels (nothing they could take) count neither way; nothing sent at all is a failure."""
+    if sent == 0:
+        return "failed"
+    return "partially_published" if failed else "published"
+
+
+def _initially_settled(publication: Publication) -> dict[str, Any]:
+    """Deliveries created final (skipped before any attempt) are counted from the start."""
+    skipped = {channel for channel, delivery in publication.deliveries.items() if delivery.status == "skipped"}
+    return {"settled": skipped, "skipped_count": len(skipped)} if skipped else {}
 
 
 def _encode_cursor(key: dict[str, Any]) -> str:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from crieur.channels.base import Channel
+import httpx
+from pydantic import ValidationError
+
+from crieur.channels.base import Channel, PermanentChannelError
 from crieur.channels.mastodon import MastodonChannel
 from crieur.channels.webhook import WebhookChannel
+from crieur.media import MediaFetcher
 from crieur.models import ChannelName
 
 ADAPTERS: dict[ChannelName, type[Channel[Any, Any]]] = {
@@ -22,3 +26,27 @@ def adapter_for(channel: ChannelName) -> type[Channel[Any, Any]]:
 
         raise InvalidInput([("channel", f"Le canal « {channel} » n'est pas encore disponible dans Crieur.")])
     return ADAPTERS[channel]
+
+
+def build_adapter(
+    channel: ChannelName,
+    settings: dict[str, Any],
+    credentials: dict[str, str] | None,
+    http: httpx.Client,
+    media: MediaFetcher | None = None,
+) -> Channel[Any, Any]:
+    """The channel's adapter for stored settings (and decrypted credentials, None for a preview)."""
+    adapter = adapter_for(channel)
+    try:
+        return adapter(
+            adapter.settings_model.model_validate(settings),
+            adapter.credentials_model.model_validate(credentials) if credentials is not None else None,
+            http,
+            media,
+        )
+    except ValidationError as invalid:
+        raise PermanentChannelError(
+            "invalid_settings",
+            f"Les réglages du canal {adapter.label} ne sont plus valides : reconfigurez-le.",
+            str(invalid),
+        ) from invalid

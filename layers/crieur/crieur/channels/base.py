@@ -274,4 +274,8 @@ class Channel(ABC, Generic[SettingsT, CredentialsT]):
 
     @abstractmethod
     def check(self) -> ChannelCheck:
-        """Tries the stored credentials against the provider, sending nothing to the public."""
+        """Tries the stored credentials against the provider, sending nothing to the public.
+
+        A refusal is raised as a ChannelError (needs_reconnect for a token problem), as when sending:
+        the service turns it into the report and marks the channel.
+        """

@@ -11,7 +11,6 @@ from crieur.channels.base import (
     Channel,
     ChannelCheck,
     ChannelCredentials,
-    ChannelError,
     ChannelSettings,
     PermanentChannelError,
     RenderedPost,
@@ -106,10 +105,7 @@ class MastodonChannel(Channel[MastodonSettings, MastodonCredentials]):
         request = self.http.build_request(
             "GET", f"{self.settings.base}/api/v1/accounts/verify_credentials", headers=self._authorization()
         )
-        try:
-            account = call_provider(self.http, self.label, request).json()
-        except ChannelError as refused:
-            return ChannelCheck(ok=False, message=refused.message)
+        account = call_provider(self.http, self.label, request).json()
         return ChannelCheck(
             ok=True, account=f"@{account.get('acct', '?')}", message="Le compte Mastodon est joignable et autorisé."
         )
