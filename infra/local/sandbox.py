@@ -26,8 +26,10 @@ import contextlib
 import copy
 import email.parser
 import email.policy
+import functools
 import html
 import http.server
+import io
 import ipaddress
 import json
 import os
@@ -184,6 +186,26 @@ def _json_bytes(value: Any) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------- state
+
+DEMO_PHOTO_PATH = "/_sandbox/media/place-de-la-mairie.jpg"
+
+
+@functools.cache
+def demo_photo() -> bytes:
+    """A 1200×900 JPEG drawn once: a sky, a square and a town hall, enough for every network's rules."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (1200, 900), (135, 190, 235))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 620, 1200, 900), fill=(200, 190, 170))
+    draw.rectangle((380, 300, 820, 640), fill=(235, 225, 205), outline=(90, 80, 70), width=6)
+    draw.polygon([(360, 300), (600, 170), (840, 300)], fill=(150, 70, 60))
+    for left in (430, 560, 690):
+        draw.rectangle((left, 380, left + 80, 480), fill=(70, 90, 120))
+    draw.rectangle((560, 530, 640, 640), fill=(100, 60, 40))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
 
 
 @dataclass
@@ -532,6 +554,7 @@ class Sandbox:
         routes: dict[str, dict[str, Callable[[Request], Reply]]] = {
             "/_sandbox/received": {"GET": self._get_received, "DELETE": self._delete_received},
             "/_sandbox/faults": {"GET": self._get_faults, "POST": self._post_fault, "DELETE": self._delete_faults},
+            DEMO_PHOTO_PATH: {"GET": self._demo_photo},
         }
         methods = routes.get(request.path)
         if methods is None:
@@ -540,6 +563,13 @@ class Sandbox:
         if action is None:
             return Reply.json(405, {"error": "Method not allowed"}, {"Allow": ", ".join(methods)})
         return action(request)
+
+    def demo_photo_url(self) -> str:
+        """A real JPEG served by the sandbox, for publications with an image in the demo."""
+        return f"{self.url}{DEMO_PHOTO_PATH}"
+
+    def _demo_photo(self, _: Request) -> Reply:
+        return Reply(200, demo_photo(), "image/jpeg")
 
     def _get_received(self, request: Request) -> Reply:
         channels = request.query.get("channel")

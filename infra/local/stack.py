@@ -360,12 +360,22 @@ class LocalStack:
 
         aws.reset()
 
+    def _imitation_hosts(self) -> dict[str, str]:
+        """CRIEUR_<PROVIDER>_BASE_URL → the sandbox's imitation, unless the shell points it elsewhere."""
+        return {
+            imitation.base_url_variable: f"{self.sandbox.url}{prefix}"
+            for prefix, imitation in self.sandbox.imitations.items()
+            if imitation.base_url_variable and imitation.base_url_variable not in os.environ
+        }
+
     def _start_functions(self, deployment: Deployment) -> None:
         labels = {name: function.logical_id for name, function in deployment.functions.items()}
         if isinstance(self.console, Console):
             self.console.width = max([self.console.width, *(len(label) for label in labels.values())])
         for name, function in deployment.functions.items():
-            env = function_environment(function, endpoint_url=self.aws_endpoint, region=self.region)
+            env = function_environment(
+                function, endpoint_url=self.aws_endpoint, region=self.region, extra=self._imitation_hosts()
+            )
             self.functions[name] = FunctionProcess(
                 function, env, max_workers=self.max_workers, log=self.console, label=labels[name]
             )
@@ -414,7 +424,7 @@ class LocalStack:
         self.sandbox.register_webhook_secret("demo", self.webhook_secret)
         self.sandbox.register_mastodon_token(mastodon_token)
         self.channel_targets = {"webhook": webhook_url, "mastodon": mastodon_url}
-        bodies = {
+        bodies: dict[str, dict[str, Any]] = {
             "webhook": {
                 "enabled": True,
                 "settings": {"url": webhook_url},
@@ -426,6 +436,10 @@ class LocalStack:
                 "credentials": {"access_token": mastodon_token},
             },
         }
+        for imitation in self.sandbox.imitations.values():
+            bodies[imitation.channel] = imitation.demo_channel()
+            variable = imitation.base_url_variable
+            self.channel_targets[imitation.channel] = os.environ.get(variable or "") or self.sandbox.url
         headers = {"Authorization": f"Bearer {self.demo_api_key}"}
         with httpx.Client(base_url=self.api_url, timeout=60, headers=headers) as client:
             for channel, body in bodies.items():
@@ -500,9 +514,11 @@ class LocalStack:
             f'    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\\n'
             '    -d \'{"title": "Travaux rue de la Mairie", '
             '"body": "La rue de la Mairie sera fermée mardi de 8 h à 12 h.", '
-            '"channels": ["webhook", "mastodon"]}\''
+            '"links": [{"url": "https://www.example.fr/travaux", "label": "Le plan de déviation"}], '
+            f'"media": [{{"url": "{self.sandbox.demo_photo_url()}", "alt": "La mairie vue depuis la place"}}]}}\''
         )
         read = f'curl -sS "{api}/v1/publications?limit=1" -H "Authorization: Bearer {key}"'
+        channels = " + ".join(self.channel_targets)
         outside = [
             f"  {channel:<9} → {target}"
             for channel, target in self.channel_targets.items()
@@ -519,7 +535,7 @@ class LocalStack:
             f"  Commune       {self.demo_insee} {DEMO_NAME}",
             f"  Clé d'API     {key}",
             "",
-            "Publier sur webhook + mastodon / publish to webhook + mastodon:",
+            f"Publier sur {channels} / publish to {channels}:",
             "",
             f"  {publish}",
             "",

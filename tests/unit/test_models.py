@@ -77,3 +77,11 @@ def test_departement_follows_from_insee(insee: str, departement: str) -> None:
 def test_invalid_insee_is_refused(insee: str) -> None:
     with pytest.raises(ValueError, match="INSEE"):
         departement_of(insee)
+
+
+def test_plain_http_is_only_for_the_local_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    local = {"title": "t", "body": "b", "media": [{"url": "http://127.0.0.1:3001/a.jpg", "alt": "a"}]}
+    assert "https://" in errors_of(**local)["media[0].url"]
+    monkeypatch.setenv("CRIEUR_ALLOW_PRIVATE_TARGETS", "1")
+    assert PublicationRequest.model_validate(local).media[0].url.host == "127.0.0.1"
+    assert "https://" in errors_of(title="t", body="b", links=[{"url": "http://mairie.example.fr"}])["links[0].url"]

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from crieur.security import local_http_allowed
+
 PARIS = ZoneInfo("Europe/Paris")
 
 ChannelName = Literal[
@@ -64,7 +66,8 @@ FINAL_DELIVERY_STATUSES: frozenset[str] = frozenset(
 
 
 def _require_https(url: AnyUrl) -> AnyUrl:
-    if url.scheme != "https":
+    """https only; plain http only for loopback where private targets are allowed (the local sandbox)."""
+    if url.scheme != "https" and not local_http_allowed(url.scheme, url.host):
         raise ValueError("L'adresse doit commencer par https:// (les liens non chiffrés sont refusés).")
     if not url.host:
         raise ValueError("L'adresse ne contient pas de nom de domaine.")

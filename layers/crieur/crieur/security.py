@@ -110,6 +110,18 @@ def private_targets_allowed() -> bool:
     return os.environ.get("CRIEUR_ALLOW_PRIVATE_TARGETS") == "1"
 
 
+def local_http_allowed(scheme: str, host: str | None) -> bool:
+    """Plain http is for the local stack's loopback services only (its sandbox), never elsewhere."""
+    if scheme != "http" or not host or not private_targets_allowed():
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:

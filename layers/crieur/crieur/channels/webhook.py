@@ -17,12 +17,12 @@ from crieur.channels.base import (
     call_provider,
 )
 from crieur.models import Publication, utc_now
-from crieur.security import WEBHOOK_SECRET_PREFIX, private_targets_allowed, webhook_headers
+from crieur.security import WEBHOOK_SECRET_PREFIX, local_http_allowed, webhook_headers
 
 
 def check_target_url(url: AnyUrl) -> AnyUrl:
-    """https everywhere; plain http only where private targets are allowed (the local stack)."""
-    if url.scheme != "https" and not (url.scheme == "http" and private_targets_allowed()):
+    """https everywhere; plain http only for loopback where private targets are allowed (the local stack)."""
+    if url.scheme != "https" and not local_http_allowed(url.scheme, url.host):
         raise ValueError("L'adresse doit commencer par https://.")
     return url
 
