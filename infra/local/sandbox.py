@@ -7,15 +7,19 @@ It records what each channel received, shows it on a small French page, and lets
 HTTP surface (all on one port):
 
 - Mastodon under `/mastodon`: `GET /api/v2/instance`, `POST /api/v1/statuses` (JSON, form or multipart;
-  Bearer token; `Idempotency-Key` honoured for an hour per token), `GET` and `DELETE /api/v1/statuses/:id`.
+  Bearer token; `Idempotency-Key` honoured for an hour per token; `media_ids` of the token's unattached,
+  processed uploads), `GET` and `DELETE /api/v1/statuses/:id`, `POST /api/v2/media` (multipart `file` +
+  `description`; images only; always 202, processed once `GET /api/v1/media/:id` has answered 206 once),
+  and the uploaded bytes at `GET /system/media/:id`.
 - Standard Webhooks receiver: `POST /webhook/{name}` (signature checked when a secret is registered).
 - Inspection: `GET /` (the page), `GET|DELETE /_sandbox/received[?channel=…]`,
   `GET|POST|DELETE /_sandbox/faults`.
 
-A fault applies to its channel's next `count` write requests (Mastodon `POST`/`DELETE` statuses, webhook
-`POST`). With a `status`, the request is answered with that status and a provider-shaped error body and
-creates nothing. With only a `delay_seconds`, the request is handled normally after the delay, like a slow
-provider: the post exists even when the client has given up waiting (which is what Idempotency-Key is for).
+A fault applies to its channel's next `count` write requests (Mastodon `POST`/`DELETE` statuses and
+`POST` media, webhook `POST`). With a `status`, the request is answered with that status and a
+provider-shaped error body and creates nothing. With only a `delay_seconds`, the request is handled
+normally after the delay, like a slow provider: the post exists even when the client has given up waiting
+(which is what Idempotency-Key is for).
 
 Standard library only (plus `crieur.security` for the webhook signature). Loopback only.
 """
@@ -64,6 +68,19 @@ VISIBILITIES = ("public", "unlisted", "private", "direct")
 INVALID_TOKEN = "The access token is invalid"  # noqa: S105 - Mastodon's error text, not a secret
 NOT_FOUND = "Record not found"
 BLANK_TEXT = "Validation failed: Text can't be blank"
+# Stock Mastodon takes 16 MB images; the sandbox's instance says 8 MB so that a too-big upload meets this check
+# before the sandbox's 10 MB request-body cap (tests can lower it with `Sandbox.mastodon_image_size_limit`).
+MASTODON_IMAGE_SIZE_LIMIT = 8 * 1024 * 1024
+MASTODON_DESCRIPTION_LIMIT = 1500
+MASTODON_IMAGE_SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (8, b"WEBP", "image/webp"),
+)
+INVALID_FILE_TYPE = "Validation failed: File content type is invalid"
+NOT_PROCESSED = "Cannot attach files that have not finished processing. Try again in a moment!"
 
 MASTODON_ERRORS: dict[int, str] = {
     400: "Bad request",
@@ -293,8 +310,21 @@ class _Idempotent:
     attempts: int = 1
 
 
-class _BadRequest(Exception):
-    pass
+@dataclass
+class _MastodonUpload:
+    """One POST /api/v2/media: its owner, its bytes and the attachment as the API shows it."""
+
+    token: str
+    content: bytes
+    mime: str
+    attachment: dict[str, Any]
+    pending_looks: int = 1
+    """GET /api/v1/media/:id answers 206 (still processing) this many times, then the upload is processed."""
+    status_id: str | None = None
+
+
+class BadRequest(Exception):
+    """A request the provider would answer 400; imitations may raise it too."""
 
 
 def _parse_form(raw: bytes) -> dict[str, Any]:
@@ -312,7 +342,7 @@ def _parse_multipart(content_type: str, raw: bytes) -> dict[str, Any]:
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
     form: dict[str, Any] = {}
     if not message.is_multipart():
-        raise _BadRequest("multipart body without parts")
+        raise BadRequest("multipart body without parts")
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
@@ -335,7 +365,7 @@ def parse_body(content_type: str, raw: bytes) -> Any:
         try:
             return json.loads(raw)
         except ValueError as bad:
-            raise _BadRequest(f"Error occurred while parsing request parameters: {bad}") from bad
+            raise BadRequest(f"Error occurred while parsing request parameters: {bad}") from bad
     if kind == "multipart/form-data":
         return _parse_multipart(content_type, raw)
     if kind == "application/x-www-form-urlencoded":
@@ -369,6 +399,8 @@ class Sandbox:
         self._sources: dict[str, str] = {}
         self._deleted: set[str] = set()
         self._idempotency: dict[tuple[str, str], _Idempotent] = {}
+        self._media: dict[str, _MastodonUpload] = {}
+        self.mastodon_image_size_limit = MASTODON_IMAGE_SIZE_LIMIT
         self._webhook_ids: dict[str, set[str]] = {}
         self._last_status_id = 0
         self._rate_window = 0
@@ -455,8 +487,9 @@ class Sandbox:
         retry_after: int | None = None,
     ) -> None:
         """The channel's next `count` write requests answer `status` and/or wait `delay_seconds` first."""
-        if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel!r}: one of {', '.join(CHANNELS)}")
+        known = (*CHANNELS, *(imitation.channel for imitation in self.imitations.values()))
+        if channel not in known:
+            raise ValueError(f"unknown channel {channel!r}: one of {', '.join(known)}")
         if status is not None and not 400 <= status <= 599:
             raise ValueError("status must be an HTTP error status (400-599)")
         if count < 1:
@@ -481,6 +514,7 @@ class Sandbox:
             self._sources.clear()
             self._deleted.clear()
             self._idempotency.clear()
+            self._media.clear()
             self._webhook_ids.clear()
             for imitation in self.imitations.values():
                 imitation.clear()
@@ -501,7 +535,7 @@ class Sandbox:
             for prefix, imitation in self.imitations.items():
                 if path == prefix or path.startswith(prefix + "/"):
                     return imitation.handle(request, path.removeprefix(prefix))
-        except _BadRequest as bad:
+        except BadRequest as bad:
             return Reply.json(400, {"error": str(bad)})
         return Reply.json(404, {"error": "Not found"})
 
@@ -633,17 +667,25 @@ class Sandbox:
         with self._lock:
             return token if scheme.lower() == "bearer" and token in self._tokens else None
 
-    def _mastodon(self, request: Request, subpath: str) -> Reply:
+    def _mastodon(self, request: Request, subpath: str) -> Reply:  # noqa: PLR0911 - one return per route
         method = request.method
         if subpath == "/api/v2/instance" and method in ("GET", "HEAD"):
             return Reply.json(200, self.mastodon_instance(), self._rate_headers())
         if subpath == "/api/v1/statuses" and method == "POST":
             return self._mastodon_post(request)
+        if subpath == "/api/v2/media" and method == "POST":
+            return self._mastodon_upload(request)
         match = re.fullmatch(r"/api/v1/statuses/([^/]+)", subpath)
         if match and method in ("GET", "HEAD"):
             return self._mastodon_get(request, match.group(1))
         if match and method == "DELETE":
             return self._mastodon_delete(request, match.group(1))
+        match = re.fullmatch(r"/api/v1/media/([^/]+)", subpath)
+        if match and method in ("GET", "HEAD"):
+            return self._mastodon_media(request, match.group(1))
+        match = re.fullmatch(r"/system/media/([^/]+)", subpath)
+        if match and method in ("GET", "HEAD"):
+            return self._mastodon_file(match.group(1))
         return Reply.json(404, {"error": NOT_FOUND})
 
     def mastodon_instance(self) -> dict[str, Any]:
@@ -669,9 +711,9 @@ class Sandbox:
                     "characters_reserved_per_url": URL_WEIGHT,
                 },
                 "media_attachments": {
-                    "supported_mime_types": ["image/jpeg", "image/png", "image/gif", "image/webp", "video/mp4"],
-                    "description_limit": 1500,
-                    "image_size_limit": 16777216,
+                    "supported_mime_types": ["image/jpeg", "image/png", "image/gif", "image/webp"],  # no video here
+                    "description_limit": MASTODON_DESCRIPTION_LIMIT,
+                    "image_size_limit": self.mastodon_image_size_limit,
                     "image_matrix_limit": 33177600,
                     "video_size_limit": 103809024,
                     "video_frame_rate_limit": 120,
@@ -726,7 +768,7 @@ class Sandbox:
         self.wait_fault(fault)
         try:
             form = parse_body(request.content_type, request.body)
-        except _BadRequest as bad:
+        except BadRequest as bad:
             form = request.body.decode("utf-8", "replace")
             reply = Reply.json(400, {"error": str(bad)}, self._rate_headers())
             self.record("mastodon", request, reply, form)
@@ -746,7 +788,15 @@ class Sandbox:
             if duplicate is not None:
                 return duplicate
         reply, status = self._create_status(request, form, token, key)
-        self.record("mastodon", request, reply, form, external_id=status["id"] if status else None)
+        attachments = status["media_attachments"] if status else []
+        self.record(
+            "mastodon",
+            request,
+            reply,
+            form,
+            external_id=status["id"] if status else None,
+            media_attachments=attachments,
+        )
         return reply
 
     def _idempotent_duplicate(self, token: str, key: str, request: Request, form: Any) -> Reply | None:
@@ -766,7 +816,17 @@ class Sandbox:
             reply = Reply.json(404, {"error": NOT_FOUND}, self._rate_headers())
         else:
             reply = Reply.json(200, status, self._rate_headers())
-        self.record("mastodon", request, reply, form, external_id=entry.status_id, duplicate=True, attempt=attempt)
+        attachments = status["media_attachments"] if status is not None and not gone else []
+        self.record(
+            "mastodon",
+            request,
+            reply,
+            form,
+            external_id=entry.status_id,
+            duplicate=True,
+            attempt=attempt,
+            media_attachments=attachments,
+        )
         return reply
 
     def _create_status(self, request: Request, form: Any, token: str, key: str) -> tuple[Reply, dict[str, Any] | None]:
@@ -779,9 +839,57 @@ class Sandbox:
         media_ids = [str(item) for item in media] if isinstance(media, list) else [str(media)]
         visibility = str(form.get("visibility") or "public")
         language = form.get("language") or None
-        invalid = _status_error(text, spoiler, visibility, media_ids)
-        if invalid is not None:
-            return Reply.json(422, {"error": invalid}, headers), None
+        with self._lock:
+            # Looked up, checked and attached under one lock: two statuses cannot take the same upload.
+            uploads, media_problem = self._mastodon_attachable(token, media_ids)
+            invalid = _status_error(text, spoiler, visibility, media_ids, media_problem)
+            if invalid is not None:
+                return Reply.json(422, {"error": invalid}, headers), None
+            return self._store_status(
+                form,
+                text=text,
+                spoiler=spoiler,
+                visibility=visibility,
+                language=language,
+                uploads=uploads,
+                token=token,
+                key=key,
+                headers=headers,
+            )
+
+    def _mastodon_attachable(self, token: str, media_ids: list[str]) -> tuple[list[_MastodonUpload], str | None]:
+        """The token's uploads for `media_ids`, or why they cannot be attached (Mastodon's words)."""
+        if len(media_ids) > MAX_MEDIA_ATTACHMENTS:
+            return [], None  # _status_error says so
+        with self._lock:
+            found = {
+                media_id: upload
+                for media_id in media_ids
+                if (upload := self._media.get(media_id)) is not None
+                and upload.token == token
+                and upload.status_id is None
+            }
+            missing = [media_id for media_id in media_ids if media_id not in found]
+            if missing:
+                return [], f"Media attachment {', '.join(missing)} not found or already attached to another post"
+            uploads = [found[media_id] for media_id in dict.fromkeys(media_ids)]
+            if any(upload.attachment["url"] is None for upload in uploads):
+                return [], NOT_PROCESSED
+            return uploads, None
+
+    def _store_status(
+        self,
+        form: dict[str, Any],
+        *,
+        text: str,
+        spoiler: str,
+        visibility: str,
+        language: Any,
+        uploads: list[_MastodonUpload],
+        token: str,
+        key: str,
+        headers: dict[str, str],
+    ) -> tuple[Reply, dict[str, Any]]:
         now = time.time()
         status_id = self._next_status_id(now)
         base = self.mastodon_url()
@@ -810,7 +918,7 @@ class Sandbox:
             "reblog": None,
             "application": {"name": "Crieur", "website": None},
             "account": self._account(),
-            "media_attachments": [],
+            "media_attachments": [copy.deepcopy(upload.attachment) for upload in uploads],
             "mentions": [],
             "tags": [],
             "emojis": [],
@@ -818,11 +926,98 @@ class Sandbox:
             "poll": None,
         }
         with self._lock:
+            for upload in uploads:
+                upload.status_id = status_id
             self._statuses[status_id] = status
             self._sources[status_id] = text
             if key:
                 self._idempotency[(token, key)] = _Idempotent(status_id, now + IDEMPOTENCY_SECONDS)
         return Reply.json(200, status, headers), status
+
+    def _mastodon_upload(self, request: Request) -> Reply:
+        """POST /api/v2/media: an image and its description; 202, processed once it has been looked at."""
+        fault = self.take_fault("mastodon")
+        self.wait_fault(fault)
+        try:
+            parts = _mastodon_multipart(request.content_type, request.body)
+        except BadRequest as bad:
+            reply = Reply.json(400, {"error": str(bad)}, self._rate_headers())
+            self.record("mastodon", request, reply, None)
+            return reply
+        file = parts.get("file")
+        description = parts["description"][2].decode("utf-8", "replace") if "description" in parts else ""
+        shown: dict[str, Any] = {
+            "description": description,
+            "file": None if file is None else {"filename": file[0], "content_type": file[1], "size": len(file[2])},
+        }
+        if fault is not None and fault.status is not None:
+            reply = self._mastodon_fault(fault)
+            self.record("mastodon", request, reply, shown)
+            return reply
+        token = self.bearer(request)
+        if token is None:
+            reply = Reply.json(401, {"error": INVALID_TOKEN})
+            self.record("mastodon", request, reply, shown)
+            return reply
+        content = file[2] if file is not None else b""
+        mime, problem = _mastodon_image_problem(content, description, self.mastodon_image_size_limit)
+        if problem is not None or mime is None:
+            reply = Reply.json(422, {"error": problem}, self._rate_headers())
+            self.record("mastodon", request, reply, shown)
+            return reply
+        size = _mastodon_dimensions(content)
+        if size is None:
+            reply = Reply.json(422, {"error": "Error processing thumbnail for uploaded media"}, self._rate_headers())
+            self.record("mastodon", request, reply, shown)
+            return reply
+        width, height = size
+        media_id = self._next_status_id(time.time())  # media ids are snowflakes too
+        attachment: dict[str, Any] = {
+            "id": media_id,
+            "type": "image",
+            "url": None,
+            "preview_url": None,
+            "remote_url": None,
+            "preview_remote_url": None,
+            "text_url": None,
+            "meta": {
+                "original": {"width": width, "height": height, "size": f"{width}x{height}", "aspect": width / height},
+                "focus": {"x": 0.0, "y": 0.0},
+            },
+            "description": description or None,
+            "blurhash": None,
+        }
+        with self._lock:
+            self._media[media_id] = _MastodonUpload(token, content, mime, attachment)
+            answer = copy.deepcopy(attachment)
+        reply = Reply.json(202, answer, self._rate_headers())
+        self.record("mastodon", request, reply, shown, external_id=media_id)
+        return reply
+
+    def _mastodon_media(self, request: Request, media_id: str) -> Reply:
+        """GET /api/v1/media/:id: 206 while processing, then 200 with its url; the token's unattached media only."""
+        token = self.bearer(request)
+        if token is None:
+            return Reply.json(401, {"error": INVALID_TOKEN})
+        with self._lock:
+            upload = self._media.get(media_id)
+            if upload is None or upload.token != token or upload.status_id is not None:
+                return Reply.json(404, {"error": NOT_FOUND}, self._rate_headers())
+            if upload.pending_looks > 0:
+                upload.pending_looks -= 1
+                return Reply.json(206, copy.deepcopy(upload.attachment), self._rate_headers())
+            if upload.attachment["url"] is None:
+                url = f"{self.mastodon_url()}/system/media/{media_id}"
+                upload.attachment["url"] = upload.attachment["preview_url"] = url
+            return Reply.json(200, copy.deepcopy(upload.attachment), self._rate_headers())
+
+    def _mastodon_file(self, media_id: str) -> Reply:
+        """The uploaded bytes, where the attachment's url points."""
+        with self._lock:
+            upload = self._media.get(media_id)
+        if upload is None:
+            return Reply.json(404, {"error": NOT_FOUND})
+        return Reply(200, upload.content, upload.mime, {"Cache-Control": "public, max-age=31536000, immutable"})
 
     def _mastodon_fault(self, fault: Fault) -> Reply:
         status = cast(int, fault.status)
@@ -979,20 +1174,84 @@ class Sandbox:
         )
 
 
-def _status_error(text: str, spoiler: str, visibility: str, media_ids: list[str]) -> str | None:
-    """Mastodon's validation of a new status, with its messages (answered as 422)."""
+def _status_error(
+    text: str, spoiler: str, visibility: str, media_ids: list[str], media_problem: str | None = None
+) -> str | None:
+    """Mastodon's validation of a new status, with its messages (answered as 422).
+
+    `media_problem` is why the `media_ids` cannot be attached (unknown, another account's, already
+    attached, still processing), checked like Mastodon before the text; a status with media may have none.
+    """
     if visibility not in VISIBILITIES:
         return f"'{visibility}' is not a valid visibility"
     if len(media_ids) > MAX_MEDIA_ATTACHMENTS:
         return f"Cannot attach more than {MAX_MEDIA_ATTACHMENTS} files"
-    if media_ids:
-        # The sandbox has no media upload yet, so no media id can be known to it.
-        return f"Media attachment {', '.join(media_ids)} not found or already attached to another post"
-    if not text.strip():
+    if media_problem is not None:
+        return media_problem
+    if not text.strip() and not media_ids:
         return BLANK_TEXT
     if mastodon_length(text) + mastodon_length(spoiler) > MAX_CHARACTERS:
         return f"Validation failed: Text character limit of {MAX_CHARACTERS} exceeded"
     return None
+
+
+def _mastodon_multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, str, bytes]]:
+    """A multipart body's parts by name: (filename, content type, bytes), the bytes kept as they came."""
+    if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
+        raise BadRequest("multipart/form-data expected")
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+    if not message.is_multipart():
+        raise BadRequest("multipart body without parts")
+    parts: dict[str, tuple[str | None, str, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            continue
+        payload = part.get_payload(decode=True)
+        parts[name] = (part.get_filename(), part.get_content_type(), payload if isinstance(payload, bytes) else b"")
+    return parts
+
+
+def _mastodon_image_problem(content: bytes, description: str, size_limit: int) -> tuple[str | None, str | None]:
+    """(the image's type sniffed from its bytes, or why Mastodon refuses the upload, in its words)."""
+    if not content:
+        return None, "Validation failed: File can't be blank"
+    mime = next(
+        (kind for offset, magic, kind in MASTODON_IMAGE_SIGNATURES if content[offset : offset + len(magic)] == magic),
+        None,
+    )
+    if mime is None:
+        return None, INVALID_FILE_TYPE
+    if len(content) > size_limit:
+        return mime, f"Validation failed: File file size must be less than {_mastodon_human_size(size_limit)}"
+    if len(description) > MASTODON_DESCRIPTION_LIMIT:
+        return mime, f"Validation failed: Description is too long (maximum is {MASTODON_DESCRIPTION_LIMIT} characters)"
+    return mime, None
+
+
+def _mastodon_dimensions(content: bytes) -> tuple[int, int] | None:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            image.verify()
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    return (width, height) if width and height else None
+
+
+def _mastodon_human_size(size: int) -> str:
+    """Rails' number_to_human_size, as in Mastodon's messages: 16 MB, 48.8 KB."""
+    if size < 1024:
+        return f"{size} Bytes"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.3g} {unit}"
+        value /= 1024
+    return f"{value:.3g} GB"
 
 
 def _page_row(item: dict[str, Any]) -> str:
@@ -1004,8 +1263,13 @@ def _page_row(item: dict[str, Any]) -> str:
     elif item.get("signature_valid") is False:
         notes.append("signature refusée")
     body = item.get("body")
+    images = ""
     if item["channel"] == "mastodon" and isinstance(body, dict) and "status" in body:
         content = str(body["status"])
+        images = _mastodon_images(item.get("media_attachments") or [])
+    elif item["channel"] == "mastodon" and isinstance(body, dict) and item["path"].endswith("/api/v2/media"):
+        file = body.get("file") or {}
+        content = f"Image envoyée ({file.get('size', 0)} octets), texte alternatif : {body.get('description') or '—'}"
     elif isinstance(body, str):
         content = body
     elif body is None:
@@ -1020,9 +1284,21 @@ def _page_row(item: dict[str, Any]) -> str:
         html.escape(str(item["status"])),
         html.escape(str(item.get("id") or "")),
         html.escape(", ".join(notes)),
-        f"<pre>{html.escape(content)}</pre>",
+        f"<pre>{html.escape(content)}</pre>{images}",
     )
     return "<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>"
+
+
+def _mastodon_images(attachments: list[dict[str, Any]]) -> str:
+    """A status's images as Mastodon shows them: the uploaded bytes, with the alt text as `alt`."""
+    shown = [
+        f'<img src="{html.escape(str(attachment["url"]))}"'
+        f' alt="{html.escape(str(attachment.get("description") or ""))}"'
+        ' style="max-width:15rem;height:auto;margin:.3rem .3rem 0 0" loading="lazy">'
+        for attachment in attachments
+        if attachment.get("url")
+    ]
+    return f"<div>{''.join(shown)}</div>" if shown else ""
 
 
 # ------------------------------------------------------------------------------------------- the HTTP server
@@ -1103,12 +1379,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     return b"".join(chunks)
                 size += length
                 if size > MAX_BODY_BYTES:
-                    raise _BadRequest("body too large")
+                    raise BadRequest("body too large")
                 chunks.append(self.rfile.read(length))
                 self.rfile.readline(65537)
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
-            raise _BadRequest("body too large")
+            raise BadRequest("body too large")
         return self.rfile.read(length) if length > 0 else b""
 
     def _dispatch(self) -> None:
@@ -1119,7 +1395,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         try:
             body = self._read_body()
-        except (_BadRequest, ValueError) as bad:
+        except (BadRequest, ValueError) as bad:
             self.close_connection = True
             self._send(Reply.json(413 if "large" in str(bad) else 400, {"error": str(bad)}))
             return

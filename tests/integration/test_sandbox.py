@@ -17,9 +17,9 @@ import pytest
 from crieur.channels.base import PermanentChannelError, RenderedPost, TransientChannelError
 from crieur.channels.mastodon import MastodonChannel, MastodonCredentials, MastodonSettings
 from crieur.channels.webhook import WebhookChannel, WebhookCredentials, WebhookSettings
-from crieur.models import Link, Publication, utc_now
+from crieur.models import Link, Media, Publication, utc_now
 from crieur.security import new_webhook_secret
-from infra.local.sandbox import Sandbox, mastodon_length
+from infra.local.sandbox import Sandbox, demo_photo, mastodon_length
 
 
 def post(payload: dict[str, Any]) -> RenderedPost:
@@ -64,11 +64,13 @@ def publication(body: str = "Les travaux de la rue de la Mairie commencent lundi
 
 
 def mastodon(sandbox: Sandbox, http: httpx.Client, token: str = TOKEN) -> MastodonChannel:
-    return MastodonChannel(
+    channel = MastodonChannel(
         MastodonSettings(instance_url=sandbox.mastodon_url()),
         MastodonCredentials(access_token=token),
         http,
     )
+    channel.poll_delays = (0.05, 0.05, 0.05)  # the sandbox processes an upload on the second look
+    return channel
 
 
 def webhook(sandbox: Sandbox, http: httpx.Client, secret: str, name: str = "mairie") -> WebhookChannel:
@@ -96,7 +98,8 @@ def test_a_status_is_posted_and_received(sandbox: Sandbox, http: httpx.Client) -
     [item] = sandbox.received("mastodon")
     assert item["id"] == sent.external_id
     assert item["status"] == 200
-    assert item["body"] == payload.payload
+    assert payload.payload["media"] == []
+    assert item["body"] == {key: value for key, value in payload.payload.items() if key != "media"}
     assert item["headers"]["authorization"] == "Bearer [redacted]"
     assert item["headers"]["idempotency-key"] == "pub_01-mastodon"
     assert sent.url == f"{sandbox.mastodon_url()}/@demo/{sent.external_id}"
@@ -291,6 +294,162 @@ def test_concurrent_posts_get_distinct_increasing_ids(sandbox: Sandbox) -> None:
     assert len(set(ids)) == 12
     recorded = [item["id"] for item in sandbox.received("mastodon")]
     assert sorted(recorded) == sorted(ids)
+
+
+# ------------------------------------------------------------------------------------------- Mastodon images
+
+ALT = "La mairie pavoisée, vue depuis la place : façade claire, toit rouge, trois fenêtres bleues."
+
+
+def with_photo(sandbox: Sandbox, alt: str = ALT, **fields: Any) -> Publication:
+    return publication(media=[Media.model_validate({"url": sandbox.demo_photo_url(), "alt": alt})], **fields)
+
+
+def upload(http: httpx.Client, sandbox: Sandbox, content: bytes, description: str = ALT, token: str = TOKEN) -> Any:
+    return http.post(
+        f"{sandbox.mastodon_url()}/api/v2/media",
+        files={"file": ("photo.jpg", content, "image/jpeg")},
+        data={"description": description},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+
+def processed(http: httpx.Client, sandbox: Sandbox, media_id: str) -> dict[str, Any]:
+    url = f"{sandbox.mastodon_url()}/api/v1/media/{media_id}"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    first, second = http.get(url, headers=auth), http.get(url, headers=auth)
+    assert (first.status_code, first.json()["url"]) == (206, None)
+    assert second.status_code == 200
+    return dict(second.json())
+
+
+def test_an_image_is_posted_with_its_alt_text(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = mastodon(sandbox, http)
+    rendered = channel.render(with_photo(sandbox))
+
+    sent = channel.send(rendered, delivery_id="pub_01-mastodon")
+
+    [decision] = rendered.media
+    assert (decision.kept, decision.alt) == (True, ALT)
+    uploaded, posted = sandbox.received("mastodon")
+    assert (uploaded["method"], uploaded["path"], uploaded["status"]) == ("POST", "/mastodon/api/v2/media", 202)
+    assert uploaded["body"]["description"] == ALT
+    assert uploaded["body"]["file"]["content_type"] == "image/jpeg"
+    assert uploaded["body"]["file"]["size"] == len(demo_photo())
+    assert uploaded["headers"]["authorization"] == "Bearer [redacted]"
+    assert (posted["path"], posted["status"], posted["id"]) == ("/mastodon/api/v1/statuses", 200, sent.external_id)
+    assert posted["body"]["media_ids"] == [uploaded["id"]]
+    status = http.get(f"{sandbox.mastodon_url()}/api/v1/statuses/{sent.external_id}").json()
+    [attachment] = status["media_attachments"]
+    assert attachment["id"] == uploaded["id"]
+    assert attachment["type"] == "image"
+    assert attachment["description"] == ALT
+    assert attachment["url"] == f"{sandbox.mastodon_url()}/system/media/{uploaded['id']}"
+    assert attachment["meta"]["original"] == {"width": 1200, "height": 900, "size": "1200x900", "aspect": 1200 / 900}
+    image = http.get(attachment["url"])
+    assert (image.status_code, image.headers["content-type"], image.content) == (200, "image/jpeg", demo_photo())
+    page = http.get(f"{sandbox.url}/").text
+    assert f'<img src="{attachment["url"]}" alt="{ALT}"' in page
+    assert "texte alternatif : " + ALT in page
+
+
+def test_the_instance_image_size_limit_drops_the_image_with_a_reason(sandbox: Sandbox, http: httpx.Client) -> None:
+    sandbox.mastodon_image_size_limit = 20_000  # the demo photo weighs about 31 KB
+    channel = mastodon(sandbox, http)
+
+    rendered = channel.render(with_photo(sandbox))
+    sent = channel.send(rendered, delivery_id="pub_01-mastodon")
+
+    [decision] = rendered.media
+    assert not decision.kept
+    assert "au plus 20 Ko" in (decision.reason or "")
+    [posted] = sandbox.received("mastodon")  # no upload
+    assert "media_ids" not in posted["body"]
+    status = http.get(f"{sandbox.mastodon_url()}/api/v1/statuses/{sent.external_id}").json()
+    assert status["media_attachments"] == []
+    too_big = upload(http, sandbox, demo_photo())
+    assert (too_big.status_code, too_big.json()) == (
+        422,
+        {"error": "Validation failed: File file size must be less than 19.5 KB"},
+    )
+
+
+def test_uploads_are_checked_like_mastodon_does(sandbox: Sandbox, http: httpx.Client) -> None:
+    sandbox.register_mastodon_token("autre-jeton")
+    statuses = f"{sandbox.mastodon_url()}/api/v1/statuses"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    not_an_image = upload(http, sandbox, b"%PDF-1.7 un arrete municipal")
+    anonymous = upload(http, sandbox, demo_photo(), token="inconnu")
+    theirs = upload(http, sandbox, demo_photo(), token="autre-jeton").json()["id"]
+    mine = upload(http, sandbox, demo_photo()).json()["id"]
+    unknown = http.post(statuses, json={"status": "Bonjour", "media_ids": ["4242"]}, headers=auth)
+    too_soon = http.post(statuses, json={"status": "Bonjour", "media_ids": [mine]}, headers=auth)
+    processed(http, sandbox, mine)
+    not_mine = http.post(statuses, json={"status": "Bonjour", "media_ids": [theirs]}, headers=auth)
+    without_text = http.post(statuses, json={"status": "", "media_ids": [mine]}, headers=auth)
+    again = http.post(statuses, data={"status": "Encore", "media_ids[]": [mine]}, headers=auth)
+
+    assert (not_an_image.status_code, not_an_image.json()) == (
+        422,
+        {"error": "Validation failed: File content type is invalid"},
+    )
+    assert (anonymous.status_code, anonymous.json()) == (401, {"error": "The access token is invalid"})
+    assert (unknown.status_code, unknown.json()) == (
+        422,
+        {"error": "Media attachment 4242 not found or already attached to another post"},
+    )
+    assert (too_soon.status_code, too_soon.json()) == (
+        422,
+        {"error": "Cannot attach files that have not finished processing. Try again in a moment!"},
+    )
+    assert not_mine.status_code == 422
+    assert "not found or already attached" in not_mine.json()["error"]
+    assert without_text.status_code == 200, without_text.text  # a status with media may have no text
+    assert [item["id"] for item in without_text.json()["media_attachments"]] == [mine]
+    assert (again.status_code, again.json()["error"]) == (
+        422,
+        f"Media attachment {mine} not found or already attached to another post",
+    )
+    attached = http.get(f"{sandbox.mastodon_url()}/api/v1/media/{mine}", headers=auth)
+    assert attached.status_code == 404  # once attached, it belongs to its status
+    assert http.get(f"{sandbox.mastodon_url()}/system/media/4242").status_code == 404
+
+
+def test_a_fault_applies_to_the_upload_too(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = mastodon(sandbox, http)
+    rendered = channel.render(with_photo(sandbox))
+    sandbox.inject_fault("mastodon", status=503)
+
+    with pytest.raises(TransientChannelError):
+        channel.send(rendered, delivery_id="pub_01-mastodon")
+    sent = channel.send(rendered, delivery_id="pub_01-mastodon")
+
+    failed, uploaded, posted = sandbox.received("mastodon")
+    assert (failed["path"], failed["status"], failed["id"]) == ("/mastodon/api/v2/media", 503, None)
+    assert (uploaded["status"], posted["status"], posted["id"]) == (202, 200, sent.external_id)
+
+
+def test_a_retried_delivery_posts_once_and_leaves_its_new_upload_unattached(
+    sandbox: Sandbox, http: httpx.Client
+) -> None:
+    channel = mastodon(sandbox, http)
+    rendered = channel.render(with_photo(sandbox))
+
+    first = channel.send(rendered, delivery_id="pub_01-mastodon")
+    again = channel.send(rendered, delivery_id="pub_01-mastodon")
+
+    assert again.external_id == first.external_id
+    upload_1, status_1, upload_2, replay = sandbox.received("mastodon")
+    assert replay["duplicate"] is True
+    status = http.get(f"{sandbox.mastodon_url()}/api/v1/statuses/{first.external_id}").json()
+    assert [item["id"] for item in status["media_attachments"]] == [upload_1["id"]]
+    # The second upload is an orphan: never attached, which Mastodon cleans up by itself.
+    orphan = http.get(
+        f"{sandbox.mastodon_url()}/api/v1/media/{upload_2['id']}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert orphan.status_code == 200
+    assert status_1["body"]["media_ids"] != replay["body"]["media_ids"]
 
 
 # ------------------------------------------------------------------------------------------- webhook

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from infra.local.imitations.facebook import FacebookImitation
+from infra.local.imitations.instagram import InstagramImitation
+
 if TYPE_CHECKING:
     from infra.local.sandbox import Imitation
 
-IMITATIONS: list[type[Imitation]] = []
+IMITATIONS: list[type[Imitation]] = [FacebookImitation, InstagramImitation]

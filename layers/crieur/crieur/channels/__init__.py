@@ -8,14 +8,18 @@ import httpx
 from pydantic import ValidationError
 
 from crieur.channels.base import Channel, PermanentChannelError
+from crieur.channels.facebook import FacebookChannel
+from crieur.channels.instagram import InstagramChannel
 from crieur.channels.mastodon import MastodonChannel
 from crieur.channels.webhook import WebhookChannel
 from crieur.media import MediaFetcher
 from crieur.models import ChannelName
 
 ADAPTERS: dict[ChannelName, type[Channel[Any, Any]]] = {
-    "webhook": WebhookChannel,
+    "facebook": FacebookChannel,
+    "instagram": InstagramChannel,
     "mastodon": MastodonChannel,
+    "webhook": WebhookChannel,
 }
 
 

@@ -106,6 +106,9 @@ def provider_message(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:500]
     if isinstance(body, dict):
+        nested = body.get("error")
+        if isinstance(nested, dict) and isinstance(nested.get("message"), str):  # Graph API errors
+            return str(nested["message"])[:500]
         for key in ("error_description", "error", "message", "detail"):
             if isinstance(body.get(key), str):
                 return str(body[key])[:500]

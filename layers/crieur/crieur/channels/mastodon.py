@@ -1,10 +1,12 @@
-"""Mastodon channel: POST /api/v1/statuses on the commune's instance."""
+"""Mastodon channel: POST /api/v1/statuses on the commune's instance, images uploaded with their alt text."""
 
 from __future__ import annotations
 
 import time
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import httpx
 from pydantic import AnyUrl, field_validator
 
 from crieur.channels.base import (
@@ -12,19 +14,61 @@ from crieur.channels.base import (
     ChannelCheck,
     ChannelCredentials,
     ChannelSettings,
+    MediaDecision,
     PermanentChannelError,
     RenderedPost,
     SentPost,
+    TransientChannelError,
     call_provider,
 )
 from crieur.channels.webhook import check_target_url
-from crieur.models import Publication
+from crieur.media import FetchedMedia, MediaUnavailable
+from crieur.models import Media, Publication
 from crieur.render.text import compose, weighted_length
 
 DEFAULT_MAX_CHARACTERS = 500
+DEFAULT_MAX_MEDIA_ATTACHMENTS = 4
+DEFAULT_IMAGE_SIZE_LIMIT = 16 * 1024 * 1024
 URL_WEIGHT = 23
 INSTANCE_CACHE_SECONDS = 3600
-_instance_limits: dict[str, tuple[float, int]] = {}
+IMAGE_TYPES: dict[str, str] = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+VIDEO_REASON = "Vidéo : Crieur ne publie pas encore de vidéos sur Mastodon."
+POLL_DELAYS: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0)
+"""Waits before each look at an upload still being processed: about five seconds in all."""
+
+
+@dataclass(frozen=True)
+class InstanceLimits:
+    """What GET /api/v2/instance says about statuses and media, with Mastodon's defaults where it is silent."""
+
+    max_characters: int = DEFAULT_MAX_CHARACTERS
+    max_media_attachments: int = DEFAULT_MAX_MEDIA_ATTACHMENTS
+    image_size_limit: int = DEFAULT_IMAGE_SIZE_LIMIT
+
+    @classmethod
+    def from_instance(cls, document: Any) -> InstanceLimits:
+        configuration = document.get("configuration") if isinstance(document, dict) else None
+        if not isinstance(configuration, dict):
+            return cls()
+        statuses = configuration.get("statuses") or {}
+        media = configuration.get("media_attachments") or {}
+
+        def number(section: Any, key: str, default: int) -> int:
+            try:
+                value = int(section.get(key, default)) if isinstance(section, dict) else default
+            except (TypeError, ValueError):
+                return default
+            return value if value > 0 else default
+
+        return cls(
+            max_characters=number(statuses, "max_characters", DEFAULT_MAX_CHARACTERS),
+            max_media_attachments=number(statuses, "max_media_attachments", DEFAULT_MAX_MEDIA_ATTACHMENTS),
+            image_size_limit=number(media, "image_size_limit", DEFAULT_IMAGE_SIZE_LIMIT),
+        )
+
+
+_instance_limits: dict[str, tuple[float, InstanceLimits]] = {}
+"""Per instance base URL: (monotonic expiry, limits). One GET /api/v2/instance per hour per instance."""
 
 
 class MastodonSettings(ChannelSettings):
@@ -41,55 +85,175 @@ class MastodonCredentials(ChannelCredentials):
     access_token: str
 
 
+def _weight(size: int) -> str:
+    """A size as the mairie reads it: « 16 Mo », « 17,2 Mo », « 48 Ko »."""
+    if size < 1024 * 1024:
+        return f"{max(1, round(size / 1024))} Ko"
+    return f"{size / (1024 * 1024):.1f}".removesuffix(".0").replace(".", ",") + " Mo"
+
+
 class MastodonChannel(Channel[MastodonSettings, MastodonCredentials]):
+    """Posts a status with up to the instance's number of images, each with its alt text.
+
+    Images are uploaded first (POST /api/v2/media), then attached to the status by id. A retried attempt
+    uploads its images again: the uploads of an attempt that failed before its status was created stay
+    unattached, and Mastodon deletes unattached media by itself (after a day), so they are harmless and
+    nobody sees them. The status itself cannot be posted twice: its Idempotency-Key is the delivery id,
+    and Mastodon answers a known key with the status it already made (whatever media ids come with it).
+    """
+
     name: ClassVar = "mastodon"
     label: ClassVar = "Mastodon"
     settings_model: ClassVar = MastodonSettings
     credentials_model: ClassVar = MastodonCredentials
+    poll_delays: tuple[float, ...] = POLL_DELAYS
 
-    def max_length(self) -> int:
-        """The instance's own limit (GET /api/v2/instance), cached an hour; 500 when it does not say."""
+    # -- the instance's limits ---------------------------------------------------------------------------
+
+    def limits(self) -> InstanceLimits:
+        """The instance's own limits (GET /api/v2/instance), cached an hour; Mastodon's defaults when silent."""
         cached = _instance_limits.get(self.settings.base)
         if cached and cached[0] > time.monotonic():
             return cached[1]
-        limit = DEFAULT_MAX_CHARACTERS
         try:
             response = self.http.get(f"{self.settings.base}/api/v2/instance")
-            if response.is_success:
-                statuses = response.json().get("configuration", {}).get("statuses", {})
-                limit = int(statuses.get("max_characters", DEFAULT_MAX_CHARACTERS))
+            limits = InstanceLimits.from_instance(response.json()) if response.is_success else InstanceLimits()
         except Exception:
-            return limit
-        _instance_limits[self.settings.base] = (time.monotonic() + INSTANCE_CACHE_SECONDS, limit)
-        return limit
+            return InstanceLimits()  # unreachable for now: defaults, and ask again next time
+        _instance_limits[self.settings.base] = (time.monotonic() + INSTANCE_CACHE_SECONDS, limits)
+        return limits
+
+    def max_length(self) -> int:
+        """The instance's text limit; 500 when it does not say."""
+        return self.limits().max_characters
 
     def measure(self, text: str) -> int:
         return weighted_length(text, URL_WEIGHT)
 
+    # -- render ------------------------------------------------------------------------------------------
+
     def render(self, publication: Publication) -> RenderedPost:
         override = publication.overrides.get("mastodon")
-        limit = self.max_length()
-        text = compose(publication, limit, self.measure, override=override.text if override else None, hashtag=True)
+        limits = self.limits()
+        text = compose(
+            publication, limits.max_characters, self.measure, override=override.text if override else None, hashtag=True
+        )
+        decisions: list[MediaDecision] = []
+        for medium in publication.media:
+            kept = sum(decision.kept for decision in decisions)
+            decisions.append(self._decide(medium, limits, kept))
         return RenderedPost(
             text=text,
             length=self.measure(text),
-            limit=limit,
-            payload={"status": text, "visibility": "public", "language": "fr"},
+            limit=limits.max_characters,
+            media=decisions,
+            payload={
+                "status": text,
+                "visibility": "public",
+                "language": "fr",
+                "media": [{"url": decision.url, "alt": decision.alt} for decision in decisions if decision.kept],
+            },
         )
+
+    def _decide(self, medium: Media, limits: InstanceLimits, kept: int) -> MediaDecision:
+        url, alt = str(medium.url), medium.alt
+        reason = self._refusal(medium, limits, kept)
+        return MediaDecision(url=url, alt=alt, kept=reason is None, reason=reason)
+
+    def _refusal(self, medium: Media, limits: InstanceLimits, kept: int) -> str | None:
+        """Why this medium cannot go with the status, in French; None when it can."""
+        if medium.kind == "video":
+            return VIDEO_REASON
+        if kept >= limits.max_media_attachments:
+            return (
+                f"Cette instance Mastodon accepte au plus {limits.max_media_attachments} image(s) par message : "
+                "celle-ci n'est pas publiée."
+            )
+        try:
+            fetched = self._fetch(medium)
+        except PermanentChannelError as unavailable:
+            return unavailable.message
+        if fetched.mime not in IMAGE_TYPES:
+            return f"{medium.url} n'est pas une image que Mastodon accepte (JPEG, PNG, GIF ou WebP)."
+        if fetched.size > limits.image_size_limit:
+            return (
+                f"L'image {medium.url} pèse {_weight(fetched.size)} ; cette instance Mastodon en accepte "
+                f"au plus {_weight(limits.image_size_limit)} : réduisez-la."
+            )
+        return None
+
+    def _fetch(self, medium: Media) -> FetchedMedia:
+        """The medium's bytes (fetched once per invocation); its host being down is worth a retry."""
+        try:
+            return self.media.fetch(medium)
+        except MediaUnavailable as unavailable:
+            if unavailable.transient:
+                raise TransientChannelError(
+                    "media_unavailable", f"{unavailable.reason} Nouvel essai automatique.", unavailable.reason
+                ) from unavailable
+            raise PermanentChannelError("media_unavailable", unavailable.reason, unavailable.reason) from unavailable
+
+    # -- send ----------------------------------------------------------------------------------------------
 
     def _authorization(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.credentials.access_token}"}
 
     def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
+        """Uploads the kept images, then posts the status with their ids.
+
+        Orphan uploads are harmless: when an attempt fails after uploading (or its status already exists
+        and the Idempotency-Key answers with it), the new uploads are never attached, and Mastodon removes
+        unattached media on its own.
+        """
+        media: list[dict[str, str]] = rendered.payload.get("media") or []
+        media_ids = [self._upload(item) for item in media]
+        body: dict[str, Any] = {key: value for key, value in rendered.payload.items() if key != "media"}
+        if media_ids:
+            body["media_ids"] = media_ids
         # Mastodon honours Idempotency-Key for an hour: a retry after a crash cannot post twice.
         request = self.http.build_request(
             "POST",
             f"{self.settings.base}/api/v1/statuses",
-            json=rendered.payload,
+            json=body,
             headers={**self._authorization(), "Idempotency-Key": delivery_id},
         )
         status = call_provider(self.http, self.label, request).json()
         return SentPost(external_id=str(status["id"]), url=status.get("url"))
+
+    def _upload(self, item: dict[str, str]) -> str:
+        """POST /api/v2/media with the image and its alt text; the attachment's id once Mastodon has processed it."""
+        fetched = self._fetch(Media.model_validate({"url": item["url"], "alt": item["alt"], "kind": "image"}))
+        extension = IMAGE_TYPES.get(fetched.mime, "bin")
+        request = self.http.build_request(
+            "POST",
+            f"{self.settings.base}/api/v2/media",
+            data={"description": item["alt"]},
+            files={"file": (f"image.{extension}", fetched.content, fetched.mime)},
+            headers=self._authorization(),
+        )
+        response = call_provider(self.http, self.label, request)
+        attachment: dict[str, Any] = response.json()
+        media_id = str(attachment["id"])
+        if response.status_code == httpx.codes.ACCEPTED or not attachment.get("url"):
+            self._wait_processed(media_id, item["url"])
+        return media_id
+
+    def _wait_processed(self, media_id: str, url: str) -> None:
+        """Polls GET /api/v1/media/:id (206 while processing) until its `url` is set, a few seconds at most."""
+        for delay in self.poll_delays:
+            time.sleep(delay)
+            request = self.http.build_request(
+                "GET", f"{self.settings.base}/api/v1/media/{media_id}", headers=self._authorization()
+            )
+            if call_provider(self.http, self.label, request).json().get("url"):
+                return
+        raise TransientChannelError(
+            "media_processing",
+            f"Mastodon traite encore l'image {url} : nouvel essai automatique.",
+            f"media {media_id} still processing",
+        )
+
+    # -- delete and check ------------------------------------------------------------------------------------
 
     def delete(self, external_id: str) -> None:
         request = self.http.build_request(
