@@ -1402,7 +1402,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         request = Request(
             method=self.command,
             path=split.path or "/",
-            query=urllib.parse.parse_qs(split.query),
+            query=urllib.parse.parse_qs(split.query, keep_blank_values=True),
             headers=headers,
             body=body,
         )

@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 from infra.local.imitations.facebook import FacebookImitation
 from infra.local.imitations.instagram import InstagramImitation
+from infra.local.imitations.x import XImitation
 
 if TYPE_CHECKING:
     from infra.local.sandbox import Imitation
 
-IMITATIONS: list[type[Imitation]] = [FacebookImitation, InstagramImitation]
+IMITATIONS: list[type[Imitation]] = [FacebookImitation, InstagramImitation, XImitation]

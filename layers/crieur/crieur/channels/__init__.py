@@ -12,6 +12,7 @@ from crieur.channels.facebook import FacebookChannel
 from crieur.channels.instagram import InstagramChannel
 from crieur.channels.mastodon import MastodonChannel
 from crieur.channels.webhook import WebhookChannel
+from crieur.channels.x import XChannel
 from crieur.media import MediaFetcher
 from crieur.models import ChannelName
 
@@ -20,6 +21,7 @@ ADAPTERS: dict[ChannelName, type[Channel[Any, Any]]] = {
     "instagram": InstagramChannel,
     "mastodon": MastodonChannel,
     "webhook": WebhookChannel,
+    "x": XChannel,
 }
 
 

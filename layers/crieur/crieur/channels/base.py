@@ -109,6 +109,11 @@ def provider_message(response: httpx.Response) -> str:
         nested = body.get("error")
         if isinstance(nested, dict) and isinstance(nested.get("message"), str):  # Graph API errors
             return str(nested["message"])[:500]
+        listed = body.get("errors")
+        if isinstance(listed, list) and listed:  # X API v2: the reasons are in errors[].message
+            reasons = [str(item.get("message")) for item in listed if isinstance(item, dict) and item.get("message")]
+            if reasons:
+                return "; ".join(reasons)[:500]
         for key in ("error_description", "error", "message", "detail"):
             if isinstance(body.get(key), str):
                 return str(body[key])[:500]
