@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from infra.local.imitations.bluesky import BlueskyImitation
 from infra.local.imitations.facebook import FacebookImitation
 from infra.local.imitations.instagram import InstagramImitation
 from infra.local.imitations.x import XImitation
@@ -11,4 +12,4 @@ from infra.local.imitations.x import XImitation
 if TYPE_CHECKING:
     from infra.local.sandbox import Imitation
 
-IMITATIONS: list[type[Imitation]] = [FacebookImitation, InstagramImitation, XImitation]
+IMITATIONS: list[type[Imitation]] = [FacebookImitation, InstagramImitation, XImitation, BlueskyImitation]

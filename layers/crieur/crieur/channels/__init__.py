@@ -8,6 +8,7 @@ import httpx
 from pydantic import ValidationError
 
 from crieur.channels.base import Channel, PermanentChannelError
+from crieur.channels.bluesky import BlueskyChannel
 from crieur.channels.facebook import FacebookChannel
 from crieur.channels.instagram import InstagramChannel
 from crieur.channels.mastodon import MastodonChannel
@@ -17,6 +18,7 @@ from crieur.media import MediaFetcher
 from crieur.models import ChannelName
 
 ADAPTERS: dict[ChannelName, type[Channel[Any, Any]]] = {
+    "bluesky": BlueskyChannel,
     "facebook": FacebookChannel,
     "instagram": InstagramChannel,
     "mastodon": MastodonChannel,

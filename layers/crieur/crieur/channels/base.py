@@ -74,6 +74,10 @@ class SkipDelivery(ChannelError):
         super().__init__("skipped", message)
 
 
+EPOCH_THRESHOLD = 1e9
+"""A reset header below this is a number of seconds to wait; above, an epoch time."""
+
+
 def retry_after_seconds(response: httpx.Response, now: float | None = None) -> float | None:
     """Retry-After as delta-seconds or HTTP date; on a 429 only, else X-RateLimit-Reset (epoch or ISO time).
 
@@ -89,10 +93,15 @@ def retry_after_seconds(response: httpx.Response, now: float | None = None) -> f
             return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
         except (TypeError, ValueError):
             return None
-    reset = response.headers.get("x-ratelimit-reset") or response.headers.get("x-rate-limit-reset")
+    reset = (
+        response.headers.get("x-ratelimit-reset")
+        or response.headers.get("x-rate-limit-reset")
+        or response.headers.get("ratelimit-reset")  # Bluesky (epoch seconds) and the IETF draft (delta seconds)
+    )
     if reset and response.status_code == 429:
         try:
-            return max(0.0, float(reset) - now)
+            value = float(reset)
+            return value if value < EPOCH_THRESHOLD else max(0.0, value - now)
         except ValueError:
             at = datetime.fromisoformat(reset.replace("Z", "+00:00"))
             return max(0.0, at.astimezone(UTC).timestamp() - now)
@@ -114,6 +123,8 @@ def provider_message(response: httpx.Response) -> str:
             reasons = [str(item.get("message")) for item in listed if isinstance(item, dict) and item.get("message")]
             if reasons:
                 return "; ".join(reasons)[:500]
+        if isinstance(body.get("error"), str) and isinstance(body.get("message"), str):  # AT Protocol XRPC
+            return f"{body['error']}: {body['message']}"[:500]
         for key in ("error_description", "error", "message", "detail"):
             if isinstance(body.get(key), str):
                 return str(body[key])[:500]

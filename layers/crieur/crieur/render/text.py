@@ -15,7 +15,7 @@ from crieur.models import Category, Publication
 
 URL_PATTERN = re.compile(r"https?://[^\s<>\"']+")
 ELLIPSIS = "…"
-TRAILING_PUNCTUATION = ".,;:!?'\""
+TRAILING_PUNCTUATION = ".,;:!?'\"…"
 MIN_BODY_BUDGET = 20
 
 Measure = Callable[[str], int]
