@@ -454,3 +454,9 @@ def test_channel_template_translates(channel: dict[str, Any]) -> None:
     assert props["BatchSize"] == 10
     assert props["MaximumBatchingWindowInSeconds"] == 1
     assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaxConcurrency"}}
+
+
+def test_every_channel_adapter_has_its_template_block_and_no_block_lacks_an_adapter() -> None:
+    from crieur.channels import ADAPTERS
+
+    assert set(EXPECTED_CHANNELS.values()) == set(ADAPTERS)
