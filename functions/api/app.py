@@ -32,6 +32,7 @@ from crieur.models import (
     ChannelName,
     Preview,
     Publication,
+    PublicationEdit,
     PublicationPage,
     PublicationRequest,
     PublicationStatus,
@@ -59,7 +60,13 @@ app.enable_swagger(path="/v1/docs")
 
 @cache
 def service() -> PublicationService:
-    return PublicationService(store=config.store(), fanout=config.fanout(), vault=config.vault(), http=config.http)
+    return PublicationService(
+        store=config.store(),
+        fanout=config.fanout(),
+        vault=config.vault(),
+        http=config.http,
+        scheduling=config.scheduling,
+    )
 
 
 def commune() -> str:
@@ -183,11 +190,21 @@ def get_publication(publication_id: Annotated[str, Path(max_length=64)]) -> Publ
     return service().get_publication(commune(), publication_id)
 
 
-@app.delete("/v1/publications/<publication_id>", responses={202: {"description": "Retrait en cours"}})
+@app.patch("/v1/publications/<publication_id>")
+def edit_publication(publication_id: Annotated[str, Path(max_length=64)], edit: PublicationEdit) -> Publication:
+    """Modifie le texte ou l'heure d'une publication programmée (sa programmation suit)."""
+    return service().edit(commune(), publication_id, edit)
+
+
+@app.delete(
+    "/v1/publications/<publication_id>",
+    responses={200: {"description": "Publication programmée annulée"}, 202: {"description": "Retrait en cours"}},
+)
 def retract_publication(publication_id: Annotated[str, Path(max_length=64)]) -> Response[Publication]:
-    """Retire la publication de chaque canal qui le permet (statut par canal : retracted ou retract_unsupported)."""
+    """Annule une publication programmée ; retire une publication diffusée de chaque canal qui le permet."""
     publication = service().retract(commune(), publication_id)
-    return Response(status_code=202, content_type="application/json", body=publication)
+    status = 200 if publication.status == "cancelled" else 202
+    return Response(status_code=status, content_type="application/json", body=publication)
 
 
 @app.post("/v1/previews")

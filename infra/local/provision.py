@@ -463,7 +463,8 @@ class Provisioner:
             region_name=region,
         )
         self._clients: dict[str, Any] = {
-            name: session.client(name, endpoint_url=endpoint_url) for name in ("dynamodb", "sns", "sqs", "kms", "sts")
+            name: session.client(name, endpoint_url=endpoint_url)
+            for name in ("dynamodb", "sns", "sqs", "kms", "sts", "scheduler")
         }
         self.account_id = str(self._clients["sts"].get_caller_identity()["Account"])
         self.deployment = Deployment(stack_name, region, self.account_id, endpoint_url)
@@ -479,6 +480,7 @@ class Provisioner:
             "AWS::SQS::QueuePolicy": self._sqs_queue_policy,
             "AWS::KMS::Key": self._kms_key,
             "AWS::KMS::Alias": self._kms_alias,
+            "AWS::Scheduler::ScheduleGroup": self._schedule_group,
             "AWS::Lambda::LayerVersion": self._lambda_layer,
             "AWS::Lambda::Function": self._lambda_function,
             "AWS::Lambda::EventSourceMapping": self._event_source_mapping,
@@ -831,6 +833,13 @@ class Provisioner:
         props = stack.resolve(raw)
         self.client("kms").create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
         return ProvisionedResource(logical_id, "AWS::KMS::Alias", props["AliasName"], {}, props)
+
+    def _schedule_group(self, stack: _Stack, logical_id: str, raw: dict[str, Any], _: Any) -> ProvisionedResource:
+        """Created in moto (which stores schedules but never fires them: the local clock does)."""
+        props = stack.resolve(raw)
+        name = props.get("Name") or physical_name(stack.name, logical_id)
+        arn = self.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
+        return ProvisionedResource(logical_id, "AWS::Scheduler::ScheduleGroup", name, {"Arn": arn}, props)
 
     def _code_dir(self, stack: _Stack, location: Any, where: str) -> Path:
         if isinstance(location, dict) and location.get("S3Bucket") == CODE_BUCKET:

@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any
 
 from infra.local.api import Gateway, LocalApi
+from infra.local.clock import SchedulerClock
 from infra.local.pollers import Pollers, QueuePoller
 from infra.local.provision import DEFAULT_REGION, DEFAULT_STACK_NAME, ROOT, TEMPLATE, Deployment, provision
 from infra.local.runtime import FunctionProcess, LambdaError, function_environment
@@ -184,6 +185,7 @@ class LocalStack:
         self._api: LocalApi | None = None
         self._gateway: Gateway | None = None
         self._pollers: Pollers | None = None
+        self._clock: SchedulerClock | None = None
         self._sandbox: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._started = False
@@ -314,6 +316,13 @@ class LocalStack:
             ]
         )
         self._pollers.start()
+        self._clock = SchedulerClock(
+            deployment,
+            self.invoke,
+            session.client("scheduler", endpoint_url=self.aws_endpoint),
+            session.client("sqs", endpoint_url=self.aws_endpoint),
+        )
+        self._clock.start()
         self._seed()
         self._write_state()
         self._say(f"prêt en {time.monotonic() - started:.1f} s / ready")
@@ -473,6 +482,8 @@ class LocalStack:
             return
         self._started = False
         steps: list[tuple[str, Callable[[], None]]] = []
+        if self._clock is not None:
+            steps.append(("scheduler clock", self._clock.stop))
         if self._pollers is not None:
             steps.append(("pollers", self._pollers.stop))
         if self._api is not None:
@@ -488,6 +499,7 @@ class LocalStack:
             except Exception:
                 log.exception("stopping %s failed", what)
         self._pollers = None
+        self._clock = None
         self._api = None
         self._gateway = None
         self._sandbox = None

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,18 @@ def test_publish_to_webhook_and_mastodon(stack: LocalStack, api: httpx.Client) -
 
     listed = api.get("/v1/publications", params={"limit": 1}).json()
     assert listed["items"][0]["id"] == created["id"]
+
+
+def test_a_timed_post_goes_out_when_its_schedule_fires(stack: LocalStack, api: httpx.Client) -> None:
+    """moto stores the schedule; the local clock fires it at its second, as EventBridge Scheduler would."""
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    created = publish(api, ["webhook"], body={"publish_at": at.isoformat()})
+    assert created["status"] == "scheduled"
+    assert not posts_for(stack, "webhook", created["title"])
+    publication = wait_for(lambda: (p := settled(api, created["id"]))["status"] == "published" and p, timeout=20)
+    (webhook,) = posts_for(stack, "webhook", created["title"])
+    assert datetime.fromisoformat(webhook["at"].replace("Z", "+00:00")) >= at
+    assert publication["deliveries"]["webhook"]["status"] == "sent"
 
 
 def test_replayed_idempotency_key_creates_nothing(stack: LocalStack, api: httpx.Client) -> None:

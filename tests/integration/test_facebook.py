@@ -30,7 +30,6 @@ import infra.local.imitations
 import infra.local.sandbox
 from crieur.channels.base import PermanentChannelError, RenderedPost, TransientChannelError
 from crieur.channels.facebook import (
-    GRAPH_API_VERSION,
     LINK_CARD_WARNING,
     MAX_MESSAGE_LENGTH,
     PERMISSION,
@@ -39,6 +38,7 @@ from crieur.channels.facebook import (
     FacebookCredentials,
     FacebookSettings,
 )
+from crieur.channels.graph import GRAPH_API_VERSION
 from crieur.models import Publication
 from infra.local.imitations.facebook import DEMO_TOKEN, PAGE_ID, PAGE_NAME, FacebookImitation
 from infra.local.sandbox import Sandbox

@@ -85,3 +85,31 @@ def test_plain_http_is_only_for_the_local_sandbox(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CRIEUR_ALLOW_PRIVATE_TARGETS", "1")
     assert PublicationRequest.model_validate(local).media[0].url.host == "127.0.0.1"
     assert "https://" in errors_of(title="t", body="b", links=[{"url": "http://mairie.example.fr"}])["links[0].url"]
+
+
+@pytest.mark.parametrize(
+    ("wall_time", "why"),
+    [
+        ("2027-03-28T02:30:00", "n'existe pas à Paris"),  # last Sunday of March: 02:00 → 03:00
+        ("2027-10-31T02:30:00", "a lieu deux fois à Paris"),  # last Sunday of October: 03:00 → 02:00
+    ],
+)
+def test_a_publish_time_that_daylight_saving_skips_or_repeats_is_refused(wall_time: str, why: str) -> None:
+    assert why in errors_of(title="t", body="b", publish_at=wall_time)["publish_at"]
+
+
+def test_around_daylight_saving_an_offset_or_another_hour_is_exact() -> None:
+    assert PublicationRequest(title="t", body="b", publish_at="2027-03-28T03:30:00").publish_at == datetime(
+        2027, 3, 28, 1, 30, tzinfo=UTC
+    )
+    assert PublicationRequest(title="t", body="b", publish_at="2027-10-31T02:30:00+01:00").publish_at == datetime(
+        2027, 10, 31, 1, 30, tzinfo=UTC
+    )
+    assert PublicationRequest(title="t", body="b", publish_at="2027-10-31T02:30:00+02:00").publish_at == datetime(
+        2027, 10, 31, 0, 30, tzinfo=UTC
+    )
+
+
+def test_a_publish_time_in_the_past_or_too_far_is_refused() -> None:
+    assert "déjà passée" in errors_of(title="t", body="b", publish_at="2020-01-01T08:00:00")["publish_at"]
+    assert "un an" in errors_of(title="t", body="b", publish_at="2099-01-01T08:00:00")["publish_at"]

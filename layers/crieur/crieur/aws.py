@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
     from mypy_boto3_kms.client import KMSClient
+    from mypy_boto3_scheduler.client import EventBridgeSchedulerClient
     from mypy_boto3_sns.client import SNSClient
     from mypy_boto3_sqs.client import SQSClient
 
@@ -42,7 +43,12 @@ def kms() -> KMSClient:
     return session().client("kms")  # type: ignore[no-any-return]
 
 
+@cache
+def scheduler() -> EventBridgeSchedulerClient:
+    return session().client("scheduler")  # type: ignore[no-any-return]
+
+
 def reset() -> None:
     """Forget every client (tests switch endpoints between cases)."""
-    for factory in (session, dynamodb, sns, sqs, kms):
+    for factory in (session, dynamodb, sns, sqs, kms, scheduler):
         factory.cache_clear()

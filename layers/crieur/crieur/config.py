@@ -9,6 +9,7 @@ import httpx
 
 from crieur.credentials import KmsVault
 from crieur.fanout import SnsFanout
+from crieur.schedule import EventBridgeScheduling
 from crieur.security import guarded_client
 from crieur.store import Store
 
@@ -39,3 +40,13 @@ def fanout() -> SnsFanout:
 def http() -> httpx.Client:
     """The guarded HTTP client every adapter uses, one per container."""
     return guarded_client()
+
+
+@cache
+def scheduling() -> EventBridgeScheduling:
+    return EventBridgeScheduling(
+        group=required("CRIEUR_SCHEDULE_GROUP"),
+        release_function_arn=required("CRIEUR_RELEASE_FUNCTION_ARN"),
+        role_arn=required("CRIEUR_SCHEDULER_ROLE_ARN"),
+        dead_letter_arn=required("CRIEUR_SCHEDULE_DLQ_ARN"),
+    )

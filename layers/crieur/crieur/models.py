@@ -7,7 +7,7 @@ Times are stored in UTC; a naive time is Paris wall time.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -78,9 +78,26 @@ HttpsUrl = Annotated[AnyUrl, AfterValidator(_require_https)]
 NonBlank = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
-def as_utc(value: datetime) -> datetime:
-    """A naive datetime is Paris wall time; every stored time is UTC."""
+def as_utc(value: datetime, *, strict: bool = False) -> datetime:
+    """A naive datetime is Paris wall time; every stored time is UTC.
+
+    `strict` refuses a Paris wall time that does not exist (02:30 when the clocks go forward) or that
+    happens twice (02:30 when they go back) instead of silently choosing one.
+    """
     if value.tzinfo is None:
+        if strict:
+            earlier, later = value.replace(tzinfo=PARIS, fold=0), value.replace(tzinfo=PARIS, fold=1)
+            if earlier.utcoffset() != later.utcoffset():
+                round_trip = earlier.astimezone(UTC).astimezone(PARIS).replace(tzinfo=None)
+                if round_trip != value:
+                    raise ValueError(
+                        f"{value:%d/%m/%Y à %H:%M} n'existe pas à Paris (passage à l'heure d'été) : "
+                        "choisissez une autre heure ou précisez le décalage (+01:00 ou +02:00)."
+                    )
+                raise ValueError(
+                    f"{value:%d/%m/%Y à %H:%M} a lieu deux fois à Paris (passage à l'heure d'hiver) : "
+                    "précisez le décalage, +02:00 pour la première ou +01:00 pour la seconde."
+                )
         value = value.replace(tzinfo=PARIS)
     return value.astimezone(UTC)
 
@@ -144,8 +161,11 @@ class PublicationContent(StrictModel):
 
     @field_validator("publish_at", "expires_at")
     @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return as_utc(value) if value else value
+    def _utc(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        return as_utc(value, strict=info.field_name == "publish_at") if value else value
+
+
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
 
 
 class PublicationRequest(PublicationContent):
@@ -160,9 +180,14 @@ class PublicationRequest(PublicationContent):
 
     @field_validator("publish_at")
     @classmethod
-    def _no_scheduling_yet(cls, publish_at: datetime | None) -> datetime | None:
-        if publish_at is not None:
-            raise ValueError("La publication programmée n'est pas encore disponible : publiez sans publish_at.")
+    def _in_the_future(cls, publish_at: datetime | None) -> datetime | None:
+        if publish_at is None:
+            return None
+        now = utc_now()
+        if publish_at <= now:
+            raise ValueError("L'heure de publication (publish_at) est déjà passée : publiez sans publish_at.")
+        if publish_at > now + MAX_SCHEDULE_AHEAD:
+            raise ValueError("Une publication se programme au plus un an à l'avance.")
         return publish_at
 
     # Cross-field checks are field validators so that the error names the field to correct.
@@ -294,3 +319,28 @@ class ChannelPreview(BaseModel):
 class Preview(BaseModel):
     channels: dict[str, ChannelPreview]
     cost_estimate_eur: float | None = None
+
+
+class PublicationEdit(StrictModel):
+    """Body of PATCH /v1/publications/{id}: the fields to change while the publication is scheduled."""
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=140)] | None = None
+    body: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)] | None = None
+    category: Category | None = None
+    urgency: Urgency | None = None
+    links: Annotated[list[Link], Field(max_length=10)] | None = None
+    media: Annotated[list[Media], Field(max_length=10)] | None = None
+    event: Event | None = None
+    overrides: dict[ChannelName, ChannelOverride] | None = None
+    publish_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
+class ReleaseRequest(BaseModel):
+    """What the EventBridge Scheduler schedule of a publication hands to `release`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    commune: str
+    publication_id: str
+    version: int

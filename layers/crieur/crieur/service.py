@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -30,12 +31,16 @@ from crieur.models import (
     MediaPreview,
     Preview,
     Publication,
+    PublicationContent,
+    PublicationEdit,
     PublicationPage,
     PublicationRequest,
     PublicationStatus,
+    ReleaseRequest,
     utc_now,
 )
 from crieur.problems import field_errors
+from crieur.schedule import Scheduling
 from crieur.store import ChannelRecord, InvalidCursor, Store
 
 logger = Logger(child=True)
@@ -51,6 +56,7 @@ class PublicationService:
     fanout: Fanout
     vault: CredentialVault
     http: Callable[[], httpx.Client]
+    scheduling: Callable[[], Scheduling] | None = None
 
     # --- publications -----------------------------------------------------------------------------------
 
@@ -62,6 +68,8 @@ class PublicationService:
         """
         targets = self._targets(commune, request)
         self._check_overrides(request, targets)
+        if request.publish_at is not None:
+            return self._schedule(commune, request, list(targets))
         now = utc_now()
         deliveries = {
             channel: Delivery(status="pending", updated_at=now)
@@ -90,6 +98,80 @@ class PublicationService:
         self._fan_out(FanoutMessage(commune=commune, publication_id=publication.id), pending)
         logger.info("publication accepted", extra={"publication_id": publication.id, "channels": pending})
         return publication
+
+    def _schedule(self, commune: str, request: PublicationRequest, channels: list[ChannelName]) -> Publication:
+        """Stores the publication as scheduled and creates its one-time schedule (ARCHITECTURE.md §2)."""
+        assert request.publish_at is not None
+        now = utc_now()
+        publication = Publication(
+            **request.model_dump(exclude={"channels"}),
+            channels=channels,
+            id=new_publication_id(),
+            commune=commune,
+            status="scheduled",
+            created_at=now,
+            deliveries={channel: Delivery(status="pending", updated_at=now) for channel in channels},
+        )
+        self.store.create_publication(publication)
+        self._set_schedule(
+            ReleaseRequest(commune=commune, publication_id=publication.id, version=1), request.publish_at
+        )
+        logger.info("publication scheduled", extra={"publication_id": publication.id, "at": request.publish_at})
+        return publication
+
+    def _set_schedule(self, release: ReleaseRequest, at: datetime) -> None:
+        if self.scheduling is None:
+            raise RuntimeError("this function cannot schedule publications")
+        try:
+            self.scheduling().schedule(release, at)
+        except Exception as failure:
+            logger.exception("scheduling failed", extra={"publication_id": release.publication_id})
+            publication = self.get_publication(release.commune, release.publication_id)
+            self.store.cancel_scheduled(release.commune, release.publication_id, list(publication.deliveries))
+            raise Unavailable(
+                "La programmation n'a pas pu être enregistrée : la publication est annulée, réessayez dans quelques "
+                "minutes."
+            ) from failure
+
+    def edit(self, commune: str, publication_id: str, edit: PublicationEdit) -> Publication:
+        """Changes the text or the time of a scheduled publication (its schedule follows)."""
+        publication = self.get_publication(commune, publication_id)
+        version = self.store.scheduled_version(commune, publication_id)
+        if version is None:
+            raise Conflict(
+                f"Seule une publication programmée peut être modifiée ; celle-ci est « {publication.status} »."
+            )
+        changes = edit.model_dump(exclude_unset=True)
+        if "publish_at" in changes and changes["publish_at"] is None:
+            raise InvalidInput([("publish_at", "Indiquez la nouvelle heure ; pour annuler, utilisez DELETE.")])
+        content = publication.model_dump(include=set(PublicationContent.model_fields))
+        try:
+            request = PublicationRequest.model_validate({**content, **changes})
+        except ValidationError as invalid:
+            raise InvalidInput(field_errors(invalid.errors())) from invalid
+        targets = self._targets(commune, request)
+        self._check_overrides(request, targets)
+        new_version = self.store.edit_scheduled(
+            commune, publication_id, PublicationContent.model_validate(request.model_dump()), version
+        )
+        if new_version is None:
+            raise Conflict("La publication vient d'être diffusée ou annulée : elle ne peut plus être modifiée.")
+        assert request.publish_at is not None
+        self._set_schedule(
+            ReleaseRequest(commune=commune, publication_id=publication_id, version=new_version), request.publish_at
+        )
+        return self.get_publication(commune, publication_id)
+
+    def release(self, release: ReleaseRequest) -> bool:
+        """Publishes a scheduled publication when its schedule fires (a second firing, a cancelled
+        publication or an edited-away version does nothing)."""
+        if not self.store.release_scheduled(release.commune, release.publication_id, release.version):
+            logger.info("nothing to release", extra={"publication_id": release.publication_id})
+            return False
+        publication = self.get_publication(release.commune, release.publication_id)
+        pending: list[str] = [name for name, d in publication.deliveries.items() if d.status == "pending"]
+        self._fan_out(FanoutMessage(commune=release.commune, publication_id=release.publication_id), pending)
+        return True
 
     def _fan_out(self, message: FanoutMessage, channels: list[str]) -> None:
         try:
@@ -181,8 +263,15 @@ class PublicationService:
         return Preview(channels=channels)
 
     def retract(self, commune: str, publication_id: str) -> Publication:
-        """Deletes a published publication on every channel that allows it (asking again resumes)."""
+        """Cancels a scheduled publication; deletes a published one on every channel that allows it
+        (asking again resumes the deletions)."""
         publication = self.get_publication(commune, publication_id)
+        if publication.status == "scheduled":
+            if not self.store.cancel_scheduled(commune, publication_id, list(publication.deliveries)):
+                raise Conflict("La publication vient d'être diffusée : retirez-la une fois la diffusion terminée.")
+            if self.scheduling is not None:
+                self.scheduling().unschedule(publication_id)
+            return self.get_publication(commune, publication_id)
         if publication.status != "retracted" and not self.store.start_retraction(commune, publication_id):
             raise Conflict(
                 "La diffusion de cette publication est en cours : retirez-la une fois terminée."

@@ -269,6 +269,7 @@ class Store:
                         "created_at": publication.created_at.isoformat(),
                         "doc": content.model_dump_json(),
                         "channel_count": len(publication.deliveries),
+                        "version": 1,
                         **_initially_settled(publication),
                     },
                     "ConditionExpression": "attribute_not_exists(pk)",
@@ -501,6 +502,93 @@ class Store:
             if not _conditional_failed(error):
                 raise
         return final
+
+    # --- scheduling -------------------------------------------------------------------------------------
+
+    def scheduled_version(self, commune: str, publication_id: str) -> int | None:
+        """The version of a publication while it is scheduled (each edit increments it), else None."""
+        head = self.table.get_item(
+            Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)}, ConsistentRead=True
+        ).get("Item")
+        if head is None or head["status"] != "scheduled":
+            return None
+        return int(str(head.get("version", 1)))
+
+    def edit_scheduled(
+        self, commune: str, publication_id: str, content: PublicationContent, version: int
+    ) -> int | None:
+        """Replaces a scheduled publication's content; the new version, or None if it is no longer scheduled."""
+        try:
+            head = self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
+                UpdateExpression="SET doc = :doc ADD version :one",
+                ConditionExpression="#s = :scheduled AND version = :version",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":doc": content.model_dump_json(),
+                    ":one": 1,
+                    ":scheduled": "scheduled",
+                    ":version": version,
+                },
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if _conditional_failed(error):
+                return None
+            raise
+        return int(str(head["version"]))
+
+    def release_scheduled(self, commune: str, publication_id: str, version: int) -> bool:
+        """scheduled (at this version) → publishing, once: a second firing or an edited-away version is refused."""
+        try:
+            self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
+                UpdateExpression="SET #s = :publishing",
+                ConditionExpression="#s = :scheduled AND version = :version",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":publishing": "publishing", ":scheduled": "scheduled", ":version": version},
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def cancel_scheduled(self, commune: str, publication_id: str, channels: list[str]) -> bool:
+        """scheduled → cancelled, with every delivery, in one transaction; False if no longer scheduled."""
+        now = utc_now().isoformat()
+        pk = _commune_pk(commune)
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"pk": pk, "sk": _publication_sk(publication_id)},
+                    "UpdateExpression": "SET #s = :cancelled",
+                    "ConditionExpression": "#s = :scheduled",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": {":cancelled": "cancelled", ":scheduled": "scheduled"},
+                }
+            },
+            *(
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": pk, "sk": _delivery_sk(publication_id, channel)},
+                        "UpdateExpression": "SET #s = :cancelled, updated_at = :now",
+                        "ExpressionAttributeNames": {"#s": "status"},
+                        "ExpressionAttributeValues": {":cancelled": "cancelled", ":now": now},
+                    }
+                }
+                for channel in channels
+            ),
+        ]
+        try:
+            self._transact(items)
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
 
     # --- retraction -------------------------------------------------------------------------------------
 

@@ -38,14 +38,23 @@ class SentPost(BaseModel):
 
 
 class ChannelError(Exception):
+    """`response` is the provider's answer to the failed call, when it answered (adapters refine from it)."""
+
     def __init__(
-        self, code: str, message: str, provider_message: str | None = None, http_status: int | None = None
+        self,
+        code: str,
+        message: str,
+        provider_message: str | None = None,
+        http_status: int | None = None,
+        *,
+        response: httpx.Response | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.provider_message = provider_message
         self.http_status = http_status
+        self.response = response
 
 
 class TransientChannelError(ChannelError):
@@ -58,8 +67,10 @@ class TransientChannelError(ChannelError):
         provider_message: str | None = None,
         retry_after: float | None = None,
         http_status: int | None = None,
+        *,
+        response: httpx.Response | None = None,
     ) -> None:
-        super().__init__(code, message, provider_message, http_status)
+        super().__init__(code, message, provider_message, http_status, response=response)
         self.retry_after = retry_after
 
 
@@ -132,7 +143,10 @@ def provider_message(response: httpx.Response) -> str:
 
 
 def raise_for_provider_status(response: httpx.Response, provider: str) -> None:
-    """Classifies an HTTP failure the same way for every provider; channels refine codes they know."""
+    """Classifies an HTTP failure the same way for every provider; channels refine codes they know.
+
+    The raised error keeps the failed answer as `response`, for the channels that read its body or headers.
+    """
     if response.is_success:
         return
     detail = provider_message(response)
@@ -144,6 +158,7 @@ def raise_for_provider_status(response: httpx.Response, provider: str) -> None:
             detail,
             retry_after_seconds(response),
             status,
+            response=response,
         )
     if status >= 500 or status == 408:
         raise TransientChannelError(
@@ -152,6 +167,7 @@ def raise_for_provider_status(response: httpx.Response, provider: str) -> None:
             detail,
             retry_after_seconds(response),
             status,
+            response=response,
         )
     if status in (401, 403):
         raise PermanentChannelError(
@@ -159,11 +175,14 @@ def raise_for_provider_status(response: httpx.Response, provider: str) -> None:
             f"{provider} refuse l'accès (erreur {status}) : reconnectez le canal (identifiants expirés ou révoqués).",
             detail,
             status,
+            response=response,
         )
     if status == 410:
-        raise PermanentChannelError("gone", f"{provider} n'accepte plus ces envois (erreur 410).", detail, status)
+        raise PermanentChannelError(
+            "gone", f"{provider} n'accepte plus ces envois (erreur 410).", detail, status, response=response
+        )
     message = f"{provider} a refusé la publication (erreur {status}) : {detail}"
-    raise PermanentChannelError("rejected", message, detail, status)
+    raise PermanentChannelError("rejected", message, detail, status, response=response)
 
 
 def call_provider(client: httpx.Client, provider: str, request: httpx.Request) -> httpx.Response:

@@ -8,8 +8,8 @@ What is posted:
 - several images: each one POST /{page-id}/photos with `published=false`, then POST /{page-id}/feed with
   the text and `attached_media[i]={"media_fbid": …}`.
 
-Graph errors come as HTTP 400/403/500 with `{"error": {"message", "type", "code", "error_subcode",
-"fbtrace_id"}}`: they are classified on the code, not on the HTTP status.
+Graph errors come as HTTP 400/403/500 with an `error` object (crieur.channels.graph): they are classified
+on its code, not on the HTTP status.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import contextlib
 import io
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import httpx
 from pydantic import field_validator
@@ -35,15 +34,20 @@ from crieur.channels.base import (
     RenderedPost,
     SentPost,
     TransientChannelError,
-    call_provider,
     provider_base_url,
+)
+from crieur.channels.graph import (
+    GRAPH_API_VERSION,
+    PERMISSION_CODES,
+    TOKEN_CODE,
+    GraphError,
+    call_graph,
+    regain_access_seconds,
 )
 from crieur.media import FetchedMedia, MediaUnavailable
 from crieur.models import Media, Publication
 from crieur.render.text import compose
 
-GRAPH_API_VERSION = "v25.0"
-"""The one Graph API version every call uses (supported until 2028-07, reference/channels.md)."""
 GRAPH_HOST = "https://graph.facebook.com"
 POST_URL = "https://www.facebook.com/{post_id}"
 
@@ -54,10 +58,7 @@ LOOKUP_LIMIT = 100
 LOOKUP_MARGIN_SECONDS = 60
 """Clock skew allowed between Crieur and Facebook when looking for a post an earlier attempt made."""
 
-TOKEN_CODES = frozenset({102, 190})
-PERMISSION_CODES = frozenset({10, *range(200, 300)})
-TRANSIENT_CODES = frozenset({1, 2})
-THROTTLE_CODES = frozenset({4, 17, 32, 613, *range(80001, 80015)})
+TOKEN_CODES = frozenset({102, TOKEN_CODE})
 POLICY_CODE = 368
 DUPLICATE_CODE = 506
 IMAGE_CODE = 324
@@ -95,73 +96,6 @@ class FacebookCredentials(ChannelCredentials):
         if not token or any(char.isspace() for char in token):
             raise ValueError("Le jeton de page Facebook est vide ou contient des espaces : recopiez-le.")
         return token
-
-
-@dataclass(frozen=True)
-class GraphError:
-    """The `error` object of a Graph API answer."""
-
-    code: int
-    subcode: int | None
-    message: str
-    transient: bool
-
-    @classmethod
-    def of(cls, response: httpx.Response) -> GraphError | None:
-        try:
-            body: Any = response.json()
-        except ValueError:
-            return None
-        error = body.get("error") if isinstance(body, dict) else None
-        if not isinstance(error, dict) or not isinstance(error.get("code"), int):
-            return None
-        subcode = error.get("error_subcode")
-        return cls(
-            code=error["code"],
-            subcode=subcode if isinstance(subcode, int) else None,
-            message=str(error.get("message") or ""),
-            transient=error.get("is_transient") is True,
-        )
-
-    def describe(self) -> str:
-        subcode = f"/{self.subcode}" if self.subcode is not None else ""
-        return f"Graph #{self.code}{subcode} : {self.message}"[:500]
-
-
-def regain_access_seconds(response: httpx.Response) -> float | None:
-    """The longest `estimated_time_to_regain_access` (minutes) of X-Business-Use-Case-Usage, in seconds."""
-    try:
-        usage: Any = json.loads(response.headers.get("x-business-use-case-usage") or "{}")
-    except ValueError:
-        return None
-    if not isinstance(usage, dict):
-        return None
-    minutes = [
-        entry.get("estimated_time_to_regain_access")
-        for entries in usage.values()
-        if isinstance(entries, list)
-        for entry in entries
-        if isinstance(entry, dict)
-    ]
-    longest = max((float(value) for value in minutes if isinstance(value, int | float)), default=0.0)
-    return longest * 60 if longest > 0 else None
-
-
-class _Exchange:
-    """Stands in for the HTTP client inside `call_provider` and keeps the provider's answer.
-
-    `call_provider` classifies failures by HTTP status and keeps neither the body nor the headers; Graph
-    says what went wrong in the body's error code and how long to wait in a header, so the adapter refines
-    the classification from the kept answer.
-    """
-
-    def __init__(self, http: httpx.Client) -> None:
-        self.http = http
-        self.response: httpx.Response | None = None
-
-    def send(self, request: httpx.Request) -> httpx.Response:
-        self.response = self.http.send(request)
-        return self.response
 
 
 def _comparable(text: str) -> str:
@@ -353,33 +287,26 @@ class FacebookChannel(Channel[FacebookSettings, FacebookCredentials]):
             data=data,
             headers={"Authorization": f"Bearer {self.credentials.page_access_token}"},
         )
-        exchange = _Exchange(self.http)
-        try:
-            response = call_provider(cast(httpx.Client, exchange), self.label, request)
-        except ChannelError as failure:
-            refined = self._refine(failure, exchange.response) if exchange.response is not None else failure
-            if refined is failure:
-                raise
-            raise refined from failure
+        response = call_graph(self.http, self.label, request, self._refine)
         body: Any = response.json()
         return body if isinstance(body, dict) else {}
 
     def _refine(self, failure: ChannelError, response: httpx.Response) -> ChannelError:  # noqa: PLR0911
         """The classification a Graph error code calls for (call_provider only saw the HTTP status)."""
         graph = GraphError.of(response)
-        if graph is None:
+        if graph is None or graph.code is None:
             return failure
         detail, status = graph.describe(), response.status_code
         if graph.code in TOKEN_CODES:
             return PermanentChannelError("needs_reconnect", RECONNECT, detail, status)
         if graph.code in PERMISSION_CODES:
             return PermanentChannelError("permission_denied", PERMISSION, detail, status)
-        if graph.code in THROTTLE_CODES:
+        if graph.throttled:
             wait = regain_access_seconds(response)
             when = f"dans environ {math.ceil(wait / 60)} min" if wait else "plus tard"
             message = f"Facebook limite les appels pour cette page : nouvel essai automatique {when}."
             return TransientChannelError("rate_limited", message, detail, wait, status)
-        if graph.code in TRANSIENT_CODES or graph.transient:
+        if graph.retryable:
             message = "Facebook a rencontré une erreur passagère : nouvel essai automatique."
             return TransientChannelError("provider_unavailable", message, detail, None, status)
         if graph.code == POLICY_CODE:

@@ -26,7 +26,6 @@ with the same caption in flight at once would be taken for one; abandoned contai
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -48,24 +47,30 @@ from crieur.channels.base import (
     SentPost,
     SkipDelivery,
     TransientChannelError,
-    call_provider,
     provider_base_url,
     retry_after_seconds,
+)
+from crieur.channels.graph import (
+    GRAPH_API_VERSION,
+    PERMISSION_CODES,
+    TOKEN_CODE,
+    GraphError,
+    call_graph,
+    regain_access_seconds,
 )
 from crieur.media import FetchedMedia, MediaUnavailable
 from crieur.models import Media, Publication
 from crieur.render.instagram import CAPTION_LIMIT, MAX_HASHTAGS, cap_hashtags, hashtag_positions
 from crieur.render.text import compose, nfc, url_spans
 
-GRAPH_API_VERSION = "v25.0"
 DEFAULT_BASE_URL = "https://graph.instagram.com"
 MAX_IMAGES = 10
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 RECENT_POSTS = 25
 PUBLISHING_LIMIT_WAIT_SECONDS = 3600
 PROCESSING_WAIT_SECONDS = 30
-THROTTLING_CODES = frozenset({4, 17, 32, 613})
-TRANSIENT_CODES = frozenset({-2, -1, 1, 2})
+UNEXPECTED_CODES = frozenset({-2, -1})
+"""Instagram's unexpected-error codes, which it asks to retry (besides Graph's transient ones)."""
 # Subcodes Meta documents as "try again" (download timeout, server error, expired or not yet ready media).
 TRANSIENT_SUBCODES = frozenset({2207001, 2207003, 2207008, 2207020, 2207027, 2207032, 2207053})
 PUBLISHING_LIMIT_SUBCODE = 2207042
@@ -107,18 +112,6 @@ class InstagramSettings(ChannelSettings):
 
 class InstagramCredentials(ChannelCredentials):
     access_token: str
-
-
-class _Keeper:
-    """Passes requests to the client and keeps the last response, whose Graph error body `_call` reads."""
-
-    def __init__(self, http: httpx.Client) -> None:
-        self.http = http
-        self.response: httpx.Response | None = None
-
-    def send(self, request: httpx.Request) -> httpx.Response:
-        self.response = self.http.send(request)
-        return self.response
 
 
 class InstagramChannel(Channel[InstagramSettings, InstagramCredentials]):
@@ -359,13 +352,7 @@ class InstagramChannel(Channel[InstagramSettings, InstagramCredentials]):
             params=params,
             headers={"Authorization": f"Bearer {self.credentials.access_token}"},
         )
-        keeper = _Keeper(self.http)
-        try:
-            response = call_provider(cast(httpx.Client, keeper), self.label, request)
-        except ChannelError as failure:
-            if keeper.response is None:
-                raise  # no answer (timeout, unreachable): already classified
-            raise _refine(failure, keeper.response) from failure
+        response = call_graph(self.http, self.label, request, _refine)
         return cast(dict[str, Any], response.json())
 
 
@@ -399,20 +386,17 @@ def _publishing_limit(detail: str) -> TransientChannelError:
 
 
 def _refine(failure: ChannelError, response: httpx.Response) -> ChannelError:  # noqa: PLR0911 - one per error family
-    """The Graph error body `{"error": {code, error_subcode, message}}` says more than the HTTP status."""
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
+    """The Graph error body (its code, subcode and message) says more than the HTTP status."""
+    graph = GraphError.of(response)
+    if graph is None:
         return failure
-    if not isinstance(error, dict):
-        return failure
-    code, subcode = _int(error.get("code")), _int(error.get("error_subcode"))
-    detail = " ".join(str(error[key]) for key in ("message", "error_user_msg") if error.get(key))[:500]
+    code, subcode = graph.code, graph.subcode
+    detail = " ".join(text for text in (graph.message, graph.user_message) if text)[:500]
     status = response.status_code
-    if code == 190:
+    if code == TOKEN_CODE:
         reason = TOKEN_REASONS.get(subcode or 0, "le jeton n'est plus valide")
         return PermanentChannelError("needs_reconnect", f"{RECONNECT} : {reason}.", detail, status)
-    if code == 10 or (code is not None and 200 <= code <= 299):
+    if code in PERMISSION_CODES:
         return PermanentChannelError(
             "needs_reconnect",
             f"{RECONNECT} en autorisant la publication : une permission manque au jeton.",
@@ -421,15 +405,15 @@ def _refine(failure: ChannelError, response: httpx.Response) -> ChannelError:  #
         )
     if subcode == PUBLISHING_LIMIT_SUBCODE:
         return _publishing_limit(detail)
-    if code in THROTTLING_CODES or (code is not None and 80001 <= code <= 80014):
+    if graph.throttled:
         return TransientChannelError(
             "rate_limited",
             "Instagram limite le nombre d'appels : nouvel essai automatique plus tard.",
             detail,
-            _usage_wait(response) or retry_after_seconds(response),
+            regain_access_seconds(response) or retry_after_seconds(response),
             status,
         )
-    if subcode in TRANSIENT_SUBCODES or code in TRANSIENT_CODES or error.get("is_transient") is True:
+    if subcode in TRANSIENT_SUBCODES or code in UNEXPECTED_CODES or graph.retryable:
         return TransientChannelError(
             "provider_unavailable",
             "Instagram n'a pas pu traiter la demande pour l'instant : nouvel essai automatique.",
@@ -455,26 +439,3 @@ def _refine(failure: ChannelError, response: httpx.Response) -> ChannelError:  #
     if isinstance(failure, TransientChannelError):
         return failure
     return PermanentChannelError("rejected", f"Instagram a refusé la publication : {detail}", detail, status)
-
-
-def _usage_wait(response: httpx.Response) -> float | None:
-    """Seconds until access comes back, from X-Business-Use-Case-Usage (estimated_time_to_regain_access, minutes)."""
-    header = response.headers.get("x-business-use-case-usage")
-    if not header:
-        return None
-    try:
-        usage = json.loads(header)
-        minutes = [
-            float(entry.get("estimated_time_to_regain_access") or 0) for entries in usage.values() for entry in entries
-        ]
-    except (ValueError, AttributeError, TypeError):
-        return None
-    wait = max(minutes, default=0.0) * 60
-    return wait or None
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
