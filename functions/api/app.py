@@ -36,9 +36,11 @@ from crieur.models import (
     PublicationPage,
     PublicationRequest,
     PublicationStatus,
+    WeatherAlertSettings,
 )
 from crieur.problems import field_errors
 from crieur.service import PublicationService
+from crieur.weather.broadcast import WeatherAlerts
 
 MAX_BODY_BYTES = 256 * 1024
 PROBLEM = "application/problem+json"
@@ -211,6 +213,23 @@ def retract_publication(publication_id: Annotated[str, Path(max_length=64)]) -> 
 def preview(request: PublicationRequest) -> Preview:
     """Ce que chaque canal recevrait : texte, longueur comptée et limite, médias gardés ou écartés, avertissements."""
     return service().preview(commune(), request)
+
+
+@cache
+def weather_alerts() -> WeatherAlerts:
+    return WeatherAlerts(store=config.store(), publications=service(), sources=config.vigilance_sources)
+
+
+@app.get("/v1/alerts/weather")
+def get_weather_alerts() -> WeatherAlertSettings:
+    """Les vigilances météo officielles que la commune relaie automatiquement, et sur quels canaux."""
+    return weather_alerts().settings(commune())
+
+
+@app.put("/v1/alerts/weather")
+def put_weather_alerts(settings: WeatherAlertSettings) -> WeatherAlertSettings:
+    """Active ou règle le relais automatique des vigilances orange et rouge du département."""
+    return weather_alerts().configure(commune(), settings)
 
 
 @app.get("/v1/channels")

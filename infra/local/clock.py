@@ -57,13 +57,17 @@ class SchedulerClock:
         *,
         tick_seconds: float = 1.0,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        rate_overrides: dict[str, timedelta] | None = None,
     ) -> None:
+        """`rate_overrides`: target function ARN → period, replacing its schedules' rate() locally
+        (CRIEUR_LOCAL_WEATHER_INTERVAL_S for the weather poller)."""
         self.functions_by_arn = {function.arn: name for name, function in deployment.functions.items()}
         self.invoke = invoke
         self.scheduler = scheduler
         self.sqs = sqs
         self.tick_seconds = tick_seconds
         self.now = now
+        self.rate_overrides = rate_overrides or {}
         self._last_rate_fire: dict[str, datetime] = {}
         self._failures: dict[str, int] = {}
         self._reported: set[str] = set()
@@ -104,6 +108,7 @@ class SchedulerClock:
             return at <= now
         period = rate_period(expression)
         if period is not None:
+            period = self.rate_overrides.get(str(schedule["Target"]["Arn"]), period)
             key = f"{schedule['GroupName']}/{schedule['Name']}"
             last = self._last_rate_fire.setdefault(key, now)
             if now - last >= period:

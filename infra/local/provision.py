@@ -481,6 +481,7 @@ class Provisioner:
             "AWS::KMS::Key": self._kms_key,
             "AWS::KMS::Alias": self._kms_alias,
             "AWS::Scheduler::ScheduleGroup": self._schedule_group,
+            "AWS::Scheduler::Schedule": self._schedule,
             "AWS::Lambda::LayerVersion": self._lambda_layer,
             "AWS::Lambda::Function": self._lambda_function,
             "AWS::Lambda::EventSourceMapping": self._event_source_mapping,
@@ -840,6 +841,26 @@ class Provisioner:
         name = props.get("Name") or physical_name(stack.name, logical_id)
         arn = self.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
         return ProvisionedResource(logical_id, "AWS::Scheduler::ScheduleGroup", name, {"Arn": arn}, props)
+
+    def _schedule(self, stack: _Stack, logical_id: str, raw: dict[str, Any], _: Any) -> ProvisionedResource:
+        """A recurring schedule (e.g. the weather poller's rate()), stored in moto for the local clock to fire."""
+        props = stack.resolve(raw)
+        name = props.get("Name") or physical_name(stack.name, logical_id)
+        request = {
+            key: props[key]
+            for key in ("GroupName", "ScheduleExpression", "ScheduleExpressionTimezone", "State", "Description")
+            if key in props
+        }
+        target = {
+            key: props["Target"][key] for key in ("Arn", "RoleArn", "Input", "RetryPolicy") if key in props["Target"]
+        }
+        arn = self.client("scheduler").create_schedule(
+            Name=name,
+            FlexibleTimeWindow=props.get("FlexibleTimeWindow") or {"Mode": "OFF"},
+            Target=target,
+            **request,
+        )["ScheduleArn"]
+        return ProvisionedResource(logical_id, "AWS::Scheduler::Schedule", name, {"Arn": arn}, props)
 
     def _code_dir(self, stack: _Stack, location: Any, where: str) -> Path:
         if isinstance(location, dict) and location.get("S3Bucket") == CODE_BUCKET:

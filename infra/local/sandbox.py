@@ -292,8 +292,9 @@ class Imitation(Protocol):
 
     def handle(self, request: Request, subpath: str) -> Reply: ...
 
-    def demo_channel(self) -> dict[str, Any]:
-        """The PUT /v1/channels/{channel} body for the demo commune: settings and credentials it accepts."""
+    def demo_channel(self) -> dict[str, Any] | None:
+        """The PUT /v1/channels/{channel} body for the demo commune: settings and credentials it accepts;
+        None for an imitation that is not a channel (the weather sources)."""
         ...
 
     def clear(self) -> None: ...

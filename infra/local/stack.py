@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -321,6 +322,7 @@ class LocalStack:
             self.invoke,
             session.client("scheduler", endpoint_url=self.aws_endpoint),
             session.client("sqs", endpoint_url=self.aws_endpoint),
+            rate_overrides=self._weather_interval(deployment),
         )
         self._clock.start()
         self._seed()
@@ -368,6 +370,18 @@ class LocalStack:
         from crieur import aws
 
         aws.reset()
+
+    @staticmethod
+    def _weather_interval(deployment: Deployment) -> dict[str, timedelta]:
+        """CRIEUR_LOCAL_WEATHER_INTERVAL_S: how often the local clock runs the weather poller."""
+        seconds = os.environ.get("CRIEUR_LOCAL_WEATHER_INTERVAL_S")
+        if not seconds:
+            return {}
+        return {
+            function.arn: timedelta(seconds=float(seconds))
+            for function in deployment.functions.values()
+            if function.logical_id == "WeatherFunction"
+        }
 
     def _imitation_hosts(self) -> dict[str, str]:
         """CRIEUR_<PROVIDER>_BASE_URL → the sandbox's imitation, unless the shell points it elsewhere."""
@@ -446,9 +460,13 @@ class LocalStack:
             },
         }
         for imitation in self.sandbox.imitations.values():
-            bodies[imitation.channel] = imitation.demo_channel()
+            body = imitation.demo_channel()
+            if body is None:
+                continue
+            bodies[imitation.channel] = body
             variable = imitation.base_url_variable
             self.channel_targets[imitation.channel] = os.environ.get(variable or "") or self.sandbox.url
+        self._seed_vigilance_credentials()
         headers = {"Authorization": f"Bearer {self.demo_api_key}"}
         with httpx.Client(base_url=self.api_url, timeout=60, headers=headers) as client:
             for channel, body in bodies.items():
@@ -458,6 +476,36 @@ class LocalStack:
                         f"configuration du canal {channel} refusée / channel setup refused: "
                         f"{response.status_code} {response.text}"
                     )
+            # The demo commune relays its département's orange and red vigilance to every channel.
+            response = client.put("/v1/alerts/weather", json={"enabled": True})
+            if response.status_code != 200:
+                raise StackError(f"alertes météo / weather alerts: {response.status_code} {response.text}")
+
+    def _seed_vigilance_credentials(self) -> None:
+        """The sandbox's Météo-France key in SSM, where the weather function reads the portal credentials."""
+        from infra.local.imitations.meteofrance import DEMO_API_KEY
+
+        assert self.deployment is not None
+        names = {
+            function.environment["CRIEUR_METEOFRANCE_PARAMETER"]
+            for function in self.deployment.functions.values()
+            if "CRIEUR_METEOFRANCE_PARAMETER" in function.environment
+        }
+        if "CRIEUR_METEOFRANCE_BASE_URL" in os.environ:  # pointed at another server: its credentials are not ours
+            return
+        import boto3
+
+        ssm = boto3.client(
+            "ssm",
+            endpoint_url=self.aws_endpoint,
+            region_name=self.region,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - moto takes any credentials
+        )
+        for name in names:
+            ssm.put_parameter(
+                Name=name, Type="SecureString", Value=json.dumps({"api_key": DEMO_API_KEY}), Overwrite=True
+            )
 
     def _write_state(self) -> None:
         if self.state_file is None:

@@ -361,3 +361,40 @@ def test_make_run_starts_prints_the_banner_and_stops_on_ctrl_c(tmp_path: Path) -
             process.kill()
             process.wait()
         logs.close()
+
+
+def test_an_orange_vigilance_is_broadcast_once_then_its_end(stack: LocalStack, api: httpx.Client) -> None:
+    """Switching the sandbox's Météo-France to orange canicule in the demo commune's département sends one
+    alert within a poller tick; later ticks send nothing more; the end of vigilance sends one notice."""
+    departement = stack.demo_insee[:2]
+    weather = next(f for f in stack.deployment.functions.values() if f.logical_id == "WeatherFunction")  # type: ignore[union-attr]
+
+    def tick() -> dict[str, Any]:
+        return dict(stack.invoke(weather.name, {}))
+
+    def alerts() -> list[dict[str, Any]]:
+        items = api.get("/v1/publications", params={"limit": 50}).json()["items"]
+        return [item for item in items if item["category"] == "weather"]
+
+    tick()  # the current (green) carte becomes the known state
+    before = len(alerts())
+    switched = httpx.post(
+        f"{stack.sandbox.url}/meteofrance/_state",
+        json={"departement": departement, "phenomenon": "canicule", "color": "orange", "hours": 24},
+    )
+    assert switched.status_code in (200, 201), switched.text
+    report = tick()
+    assert report["source"] == "meteofrance"
+    assert len(report["published"]) == 1
+    assert tick()["published"] == []
+    (alert,) = alerts()[: len(alerts()) - before]
+    assert alert["urgency"] == "high"
+    settled(api, alert["id"])
+
+    httpx.post(
+        f"{stack.sandbox.url}/meteofrance/_state",
+        json={"departement": departement, "phenomenon": "canicule", "color": "green"},
+    )
+    ended = tick()
+    assert len(ended["published"]) == 1
+    assert "fin" in alerts()[0]["title"].lower()

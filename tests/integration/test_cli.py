@@ -22,7 +22,16 @@ def local_state(
     )
     monkeypatch.setenv("CRIEUR_LOCAL_STATE", str(state))
     # The CLI sets these from the state file; monkeypatch restores them after the test.
-    for name in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_DEFAULT_REGION",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "CRIEUR_ALLOW_PRIVATE_TARGETS",
+        "CRIEUR_METEOFRANCE_BASE_URL",
+        "CRIEUR_METEOALARM_BASE_URL",
+        "CRIEUR_METEOFRANCE_PARAMETER",
+    ):
         monkeypatch.setenv(name, "unset-by-the-test")
     yield state
     aws.reset()
@@ -60,3 +69,31 @@ def test_without_a_running_stack_it_says_so(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("CRIEUR_LOCAL_STATE", str(tmp_path / "absent.json"))
     with pytest.raises(SystemExit, match="make run"):
         cli.main(["key", "create", "--commune", "35238"])
+
+
+def test_weather_check_prints_the_vigilance_and_what_would_be_sent(
+    local_state: Path, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import boto3
+
+    from infra.local.imitations.meteofrance import DEMO_API_KEY, MeteoFranceImitation
+    from infra.local.sandbox import Sandbox
+
+    with Sandbox() as sandbox:
+        (meteofrance,) = [i for i in sandbox.imitations.values() if isinstance(i, MeteoFranceImitation)]
+        meteofrance.set_vigilance("45", "orages", "orange", hours=12)
+        monkeypatch.setenv("CRIEUR_METEOFRANCE_BASE_URL", f"{sandbox.url}/meteofrance")
+        monkeypatch.setenv("CRIEUR_ALLOW_PRIVATE_TARGETS", "1")
+        monkeypatch.setenv("CRIEUR_METEOFRANCE_PARAMETER", "/crieur/test/meteofrance")
+        ssm = boto3.client("ssm", endpoint_url=moto_endpoint, region_name="eu-west-3")
+        ssm.put_parameter(
+            Name="/crieur/test/meteofrance",
+            Type="SecureString",
+            Value=json.dumps({"api_key": DEMO_API_KEY}),
+            Overwrite=True,
+        )
+        assert cli.main(["weather", "check", "--dept", "45"]) == 0
+    out = capsys.readouterr().out
+    assert "Vigilance en cours (meteofrance), département 45" in out
+    assert "Orages : orange" in out
+    assert "Serait envoyé (high)" in out

@@ -142,3 +142,26 @@ def test_the_local_clock_fires_due_schedules_and_deletes_them(gateway: Gateway, 
     assert schedule_of(stack, created["id"]) is None  # ActionAfterCompletion DELETE
     assert clock.tick() == 0
     assert len(stack.drain("webhook")) == 1
+
+
+def test_the_local_clock_runs_the_weather_poller_at_its_rate(stack: Stack) -> None:
+    weather = next(f for f in stack.deployment.functions.values() if f.logical_id == "WeatherFunction")
+    calls: list[str] = []
+    moment = [datetime.now(UTC)]
+    clock = SchedulerClock(
+        stack.deployment,
+        lambda name, event: calls.append(name),
+        aws.scheduler(),
+        aws.sqs(),
+        now=lambda: moment[0],
+        rate_overrides={weather.arn: timedelta(seconds=30)},  # CRIEUR_LOCAL_WEATHER_INTERVAL_S=30
+    )
+    clock.tick()  # the clock starts counting
+    moment[0] += timedelta(seconds=10)
+    clock.tick()
+    assert calls == []
+    moment[0] += timedelta(seconds=25)
+    clock.tick()
+    assert calls == [weather.name]
+    group = stack.deployment.resources["ScheduleGroup"].ref
+    assert clock.scheduler.list_schedules(GroupName=group)["Schedules"]  # a rate() schedule stays

@@ -200,6 +200,7 @@ def test_functions(main: dict[str, Any]) -> None:
         ("AuthorizerFunction", "functions/authorizer/"),
         ("ApiFunction", "functions/api/"),
         ("ReleaseFunction", "functions/release/"),
+        ("WeatherFunction", "functions/weather/"),
     ):
         props = main["Resources"][name]["Properties"]
         assert props["CodeUri"] == code_uri
@@ -421,7 +422,7 @@ def test_main_template_translates(main: dict[str, Any]) -> None:
     assert not [r for r in cfn["Resources"].values() if r["Type"].startswith("AWS::Serverless::")]
 
     functions = _of_type(cfn, "AWS::Lambda::Function")
-    assert len(functions) == 3  # authorizer, api, release (deliver functions are in the channel stacks)
+    assert len(functions) == 4  # authorizer, api, release, weather (deliver functions are in the channel stacks)
     for fn in functions:
         assert fn["Properties"]["Runtime"] == "python3.13"
         assert fn["Properties"]["Architectures"] == ["arm64"]
@@ -468,3 +469,11 @@ def test_every_channel_adapter_has_its_template_block_and_no_block_lacks_an_adap
     from crieur.channels import ADAPTERS
 
     assert set(EXPECTED_CHANNELS.values()) == set(ADAPTERS)
+
+
+@pytest.mark.usefixtures("region")
+def test_the_weather_poller_runs_every_ten_minutes(main: dict[str, Any]) -> None:
+    cfn = translate(main)
+    (schedule,) = _of_type(cfn, "AWS::Scheduler::Schedule")
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(10 minutes)"
+    assert schedule["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["WeatherFunction", "Arn"]}

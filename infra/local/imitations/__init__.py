@@ -7,9 +7,18 @@ from typing import TYPE_CHECKING
 from infra.local.imitations.bluesky import BlueskyImitation
 from infra.local.imitations.facebook import FacebookImitation
 from infra.local.imitations.instagram import InstagramImitation
+from infra.local.imitations.meteoalarm import MeteoAlarmImitation
+from infra.local.imitations.meteofrance import MeteoFranceImitation
 from infra.local.imitations.x import XImitation
 
 if TYPE_CHECKING:
     from infra.local.sandbox import Imitation
 
-IMITATIONS: list[type[Imitation]] = [FacebookImitation, InstagramImitation, XImitation, BlueskyImitation]
+IMITATIONS: list[type[Imitation]] = [
+    FacebookImitation,
+    InstagramImitation,
+    XImitation,
+    BlueskyImitation,
+    MeteoFranceImitation,
+    MeteoAlarmImitation,
+]

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from crieur import aws
@@ -19,6 +20,8 @@ from crieur.errors import CrieurError
 from crieur.store import Store
 
 LOCAL_STATE = Path(".crieur") / "local.json"
+METEOFRANCE_PARAMETER = "/crieur/meteofrance/credentials"
+"""The template's default MeteoFranceParameterName."""
 
 
 def _local_state() -> dict[str, object]:
@@ -41,6 +44,11 @@ def _table_name(stack: str | None) -> str:
     os.environ["AWS_DEFAULT_REGION"] = str(state["region"])
     os.environ["AWS_ACCESS_KEY_ID"] = "local"  # moto accepts any credentials
     os.environ["AWS_SECRET_ACCESS_KEY"] = "local"  # noqa: S105 - not a secret: moto
+    # The local sandbox stands in for the vigilance APIs, as it does for the weather function.
+    sandbox = str(state.get("sandbox_url", ""))
+    for provider in ("meteofrance", "meteoalarm"):
+        os.environ.setdefault(f"CRIEUR_{provider.upper()}_BASE_URL", f"{sandbox}/{provider}")
+    os.environ.setdefault("CRIEUR_ALLOW_PRIVATE_TARGETS", "1")
     aws.reset()
     outputs = state["outputs"]
     assert isinstance(outputs, dict)
@@ -63,12 +71,53 @@ def parser() -> argparse.ArgumentParser:
     key_revoke = key.add_parser("revoke", help="révoquer une clé")
     key_revoke.add_argument("--commune", required=True, help="code INSEE de la commune")
     key_revoke.add_argument("--key", required=True, help="identifiant de la clé (ou la clé elle-même)")
+
+    weather = nouns.add_parser("weather", help="vigilance météo").add_subparsers(dest="verb", required=True)
+    check = weather.add_parser("check", help="la vigilance en cours d'un département et ce qui serait envoyé")
+    check.add_argument("--dept", required=True, help="code du département (ex. 45, 2A)")
     return root
+
+
+def weather_check(departement: str) -> int:
+    """Prints the département's current vigilance and the alerts a commune that opted in would receive."""
+    from crieur import config
+    from crieur.weather.diff import diff
+    from crieur.weather.errors import WeatherSourceError
+    from crieur.weather.templates import format_period, render
+
+    for name, make in config.vigilance_sources():
+        try:
+            snapshot = make().fetch_if_changed(None)
+        except WeatherSourceError as failure:
+            print(f"{name} : indisponible ({failure})")
+            continue
+        if snapshot is None:
+            continue
+        now = datetime.now(UTC)
+        print(f"Vigilance en cours ({name}), département {departement} :")
+        found = [v for v in snapshot.vigilances if v.departement == departement]
+        for vigilance in sorted(found, key=lambda v: v.phenomenon.value):
+            outlook = vigilance.outlook(now)
+            period = format_period(outlook.begin, outlook.end, now=now) if outlook.begin else ""
+            print(f"  {vigilance.phenomenon.label} : {outlook.color.label} {period}".rstrip())
+        events = [event for event in diff([], snapshot, now).events if event.departement == departement]
+        if not events:
+            print("Rien ne serait envoyé (pas de vigilance orange ou rouge).")
+        for event in events:
+            message = render(event, now=now)
+            print(f"\nSerait envoyé ({message.urgency}) : {message.title}\n{message.body}")
+        return 0
+    print("Aucune source de vigilance n'a répondu.", file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    service = CommuneService(Store(_table_name(args.stack)))
+    table = _table_name(args.stack)
+    if args.noun == "weather":
+        os.environ.setdefault("CRIEUR_METEOFRANCE_PARAMETER", METEOFRANCE_PARAMETER)
+        return weather_check(args.dept.upper())
+    service = CommuneService(Store(table))
     try:
         if (args.noun, args.verb) == ("commune", "create"):
             commune = service.create_commune(args.insee, args.name)

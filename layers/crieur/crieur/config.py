@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cache
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -12,6 +14,10 @@ from crieur.fanout import SnsFanout
 from crieur.schedule import EventBridgeScheduling
 from crieur.security import guarded_client
 from crieur.store import Store
+
+if TYPE_CHECKING:
+    from crieur.weather.broadcast import VigilanceSource
+    from crieur.weather.meteofrance import MeteoFranceCredentials
 
 
 def required(name: str) -> str:
@@ -50,3 +56,30 @@ def scheduling() -> EventBridgeScheduling:
         role_arn=required("CRIEUR_SCHEDULER_ROLE_ARN"),
         dead_letter_arn=required("CRIEUR_SCHEDULE_DLQ_ARN"),
     )
+
+
+def meteofrance_credentials() -> MeteoFranceCredentials | None:
+    """The Météo-France portal credentials, a JSON SecureString in SSM (cached 5 minutes); None when unset."""
+    from aws_lambda_powertools.utilities.parameters import GetParameterError, get_parameter
+
+    from crieur.weather.meteofrance import MeteoFranceCredentials
+
+    name = os.environ.get("CRIEUR_METEOFRANCE_PARAMETER")
+    if not name:
+        return None
+    try:
+        value = get_parameter(name, decrypt=True, max_age=300)
+    except GetParameterError:
+        return None
+    return MeteoFranceCredentials.model_validate_json(str(value))
+
+
+def vigilance_sources() -> list[tuple[str, Callable[[], VigilanceSource]]]:
+    """Météo-France first; MeteoAlarm when it fails or is not configured."""
+    from crieur.weather.meteoalarm import MeteoAlarmSource
+    from crieur.weather.meteofrance import MeteoFranceSource
+
+    return [
+        ("meteofrance", lambda: MeteoFranceSource(http(), None, meteofrance_credentials())),
+        ("meteoalarm", lambda: MeteoAlarmSource(http())),
+    ]

@@ -344,3 +344,28 @@ class ReleaseRequest(BaseModel):
     commune: str
     publication_id: str
     version: int
+
+
+AlertColor = Literal["orange", "red"]
+
+
+class WeatherAlertSettings(StrictModel):
+    """Body of PUT /v1/alerts/weather: which official vigilances the commune relays, and where."""
+
+    enabled: bool = False
+    min_color: AlertColor = "orange"
+    phenomena: list[str] | None = Field(
+        default=None, description="Phénomènes relayés (ex. canicule, orages) ; tous si absent."
+    )
+    channels: dict[AlertColor, Annotated[list[ChannelName], Field(min_length=1)]] = Field(
+        default={}, description="Canaux par couleur ; tous les canaux activés si absent."
+    )
+
+    @field_validator("phenomena")
+    @classmethod
+    def _known_phenomena(cls, phenomena: list[str] | None) -> list[str] | None:
+        if phenomena is None:
+            return None
+        from crieur.weather.model import Phenomenon
+
+        return sorted({Phenomenon.parse(name).value for name in phenomena})

@@ -25,6 +25,7 @@ from crieur.models import (
     Publication,
     PublicationContent,
     PublicationStatus,
+    WeatherAlertSettings,
     utc_now,
 )
 
@@ -589,6 +590,79 @@ class Store:
                 return False
             raise
         return True
+
+    # --- weather alerts ---------------------------------------------------------------------------------
+
+    def put_weather_settings(self, commune: str, departement: str, settings: WeatherAlertSettings) -> None:
+        """The commune's opt-in, and its entry in the département's list of subscribers when enabled."""
+        doc = settings.model_dump_json()
+        subscriber = {"pk": f"WOPT#{departement}", "sk": _commune_pk(commune)}
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.table_name,
+                    "Item": {"pk": _commune_pk(commune), "sk": "ALERTS#weather", "doc": doc},
+                }
+            },
+            {"Put": {"TableName": self.table_name, "Item": {**subscriber, "commune": commune, "doc": doc}}}
+            if settings.enabled
+            else {"Delete": {"TableName": self.table_name, "Key": subscriber}},
+        ]
+        self._transact(items)
+
+    def get_weather_settings(self, commune: str) -> WeatherAlertSettings | None:
+        item = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": "ALERTS#weather"}).get("Item")
+        return WeatherAlertSettings.model_validate_json(str(item["doc"])) if item else None
+
+    def weather_subscribers(self, departement: str) -> list[tuple[str, WeatherAlertSettings]]:
+        from boto3.dynamodb.conditions import Key
+
+        query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(f"WOPT#{departement}")}
+        found: list[tuple[str, WeatherAlertSettings]] = []
+        while True:
+            page = self.table.query(**query)
+            found += [
+                (str(item["commune"]), WeatherAlertSettings.model_validate_json(str(item["doc"])))
+                for item in page["Items"]
+            ]
+            if "LastEvaluatedKey" not in page:
+                return found
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def weather_state(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The national vigilance state (stored alerts) and the last document seen per source."""
+        item = self.table.get_item(Key={"pk": "W#FR", "sk": "STATE"}, ConsistentRead=True).get("Item")
+        if not item:
+            return [], {}
+        return json.loads(str(item["alerts"])), json.loads(str(item["documents"]))
+
+    def save_weather_state(self, alerts: list[dict[str, Any]], documents: dict[str, dict[str, Any]]) -> None:
+        self.table.put_item(
+            Item={
+                "pk": "W#FR",
+                "sk": "STATE",
+                "alerts": json.dumps(alerts),
+                "documents": json.dumps(documents),
+                "updated_at": utc_now().isoformat(),
+            }
+        )
+
+    def claim_broadcast(self, commune: str, dedupe_key: str) -> bool:
+        """True once per (commune, vigilance event): a re-run or a second source never broadcasts twice."""
+        try:
+            self.table.put_item(
+                Item={"pk": _commune_pk(commune), "sk": f"WX#{dedupe_key}", "created_at": utc_now().isoformat()},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def release_broadcast(self, commune: str, dedupe_key: str) -> None:
+        """Forgets a claim whose publication could not be created, so the next tick tries again."""
+        self.table.delete_item(Key={"pk": _commune_pk(commune), "sk": f"WX#{dedupe_key}"})
 
     # --- retraction -------------------------------------------------------------------------------------
 
