@@ -398,3 +398,6 @@ def test_an_orange_vigilance_is_broadcast_once_then_its_end(stack: LocalStack, a
     ended = tick()
     assert len(ended["published"]) == 1
     assert "fin" in alerts()[0]["title"].lower()
+    # The alert itself is retracted wherever the network allows it, once the end is announced.
+    retracted = api.get(f"/v1/publications/{alert['id']}").json()
+    assert retracted["status"] == "retracted"

@@ -123,8 +123,10 @@ def test_an_orange_heatwave_is_broadcast_once_then_its_end(
 
     meteofrance.document = carte(snapshot="green")
     alerts.tick()
-    end, _ = weather_publications(gateway, commune)  # newest first
+    end, alert = weather_publications(gateway, commune)  # newest first
     assert "fin" in end["title"].lower()
+    # The alert's posts are retracted once the end is announced (after its delivery has settled).
+    assert alert["status"] in ("publishing", "retracted")
 
 
 def test_only_the_communes_that_opted_in_for_that_colour_and_phenomenon_get_it(

@@ -660,6 +660,33 @@ class Store:
             raise
         return True
 
+    def record_broadcast(self, commune: str, dedupe_key: str, alert_key: str, publication_id: str) -> None:
+        """Which publication a claimed broadcast became, so that the end of the vigilance can retract it."""
+        self.table.update_item(
+            Key={"pk": _commune_pk(commune), "sk": f"WX#{dedupe_key}"},
+            UpdateExpression="SET alert_key = :alert, publication_id = :publication",
+            ExpressionAttributeValues={":alert": alert_key, ":publication": publication_id},
+        )
+
+    def broadcasts_of(self, commune: str, alert_keys: set[str]) -> list[str]:
+        """The publications a commune broadcast for these alerts (the alert, its upgrades and updates)."""
+        from boto3.dynamodb.conditions import Key
+
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with("WX#")
+        }
+        found: list[str] = []
+        while True:
+            page = self.table.query(**query)
+            found += [
+                str(item["publication_id"])
+                for item in page["Items"]
+                if item.get("alert_key") in alert_keys and item.get("publication_id")
+            ]
+            if "LastEvaluatedKey" not in page:
+                return found
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def release_broadcast(self, commune: str, dedupe_key: str) -> None:
         """Forgets a claim whose publication could not be created, so the next tick tries again."""
         self.table.delete_item(Key={"pk": _commune_pk(commune), "sk": f"WX#{dedupe_key}"})

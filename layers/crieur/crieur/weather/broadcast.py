@@ -1,10 +1,11 @@
 """Automatic weather-alert broadcasts (issue 5): one poller tick, and the communes' opt-in.
 
-A tick reads the official vigilance (Météo-France first, MeteoAlarm when it fails or is not configured),
-diffs it against the stored national state and, for each event, publishes a French alert through the
-ordinary publish use case for every commune of the département that opted in. A broadcast is claimed
-per (commune, event) before publishing, so a re-run, a second source or two concurrent ticks never send
-the same alert twice.
+A tick reads the official vigilance (Météo-France first, MeteoAlarm when it fails or is not
+configured), diffs it against the stored national state and, for each event, publishes a French alert
+through the ordinary publish use case for every commune of the département that opted in. A broadcast
+is claimed per (commune, event) before publishing, so a re-run, a second source or two concurrent ticks
+never send the same alert twice. When a vigilance ends, the "fin de vigilance" notice is published and
+the alert's own posts are retracted wherever the network allows it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from crieur.errors import CrieurError, InvalidInput, NotFound
 from crieur.models import Link, PublicationRequest, WeatherAlertSettings
 from crieur.service import PublicationService
 from crieur.store import Store
-from crieur.weather.diff import DiffResult, StoredAlert, VigilanceEvent, diff, expire
+from crieur.weather.diff import DiffResult, EventKind, StoredAlert, VigilanceEvent, diff, expire
 from crieur.weather.errors import WeatherSourceError
 from crieur.weather.model import Color, DocumentIdentity, Phenomenon, VigilanceSnapshot
 from crieur.weather.templates import render
@@ -136,8 +137,21 @@ class WeatherAlerts:
                 channels=channels or None,
             )
             try:
-                published.append(self.publications.publish(commune, request).id)
+                publication = self.publications.publish(commune, request)
             except CrieurError as refused:
                 logger.warning("weather alert not published", extra={"commune": commune, "error": refused.detail})
                 self.store.release_broadcast(commune, event.dedupe_key)
+                continue
+            published.append(publication.id)
+            self.store.record_broadcast(commune, event.dedupe_key, event.alert_key, publication.id)
+            if event.kind is EventKind.END:
+                self._retract_alerts(commune, {event.alert_key, *event.related_keys})
         return published
+
+    def _retract_alerts(self, commune: str, alert_keys: set[str]) -> None:
+        """Once the end is announced, the alert posts are removed wherever the network allows it."""
+        for publication_id in self.store.broadcasts_of(commune, alert_keys):
+            try:
+                self.publications.retract(commune, publication_id)
+            except CrieurError as refused:  # still being sent, or already retracted by the mairie
+                logger.info("alert not retracted", extra={"publication_id": publication_id, "why": refused.detail})
