@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from functools import cache, partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -23,8 +23,17 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crieur import config, idempotency
+from crieur.billing import billing_month, price_list
 from crieur.channels.base import ChannelCheck
 from crieur.errors import CrieurError, Unauthenticated
+from crieur.inbound.model import (
+    InboundSourceList,
+    InboundSourceRequest,
+    InboundSourceView,
+    NewInboundSource,
+    RotatedSecret,
+)
+from crieur.inbound.service import InboundSources, InboundWebhooks, body_bytes
 from crieur.models import (
     ChannelConfigRequest,
     ChannelConfigView,
@@ -37,9 +46,11 @@ from crieur.models import (
     PublicationRequest,
     PublicationStatus,
     WeatherAlertSettings,
+    utc_now,
 )
 from crieur.problems import field_errors
 from crieur.service import PublicationService
+from crieur.usage import usage_csv, usage_report
 from crieur.weather.broadcast import WeatherAlerts
 
 MAX_BODY_BYTES = 256 * 1024
@@ -89,15 +100,35 @@ def unauthenticated(event: dict[str, Any]) -> bool:
     return authorizer is not None and not (authorizer.get("lambda") or {}).get("commune")
 
 
-def problem_body(status: int, title: str, detail: str, errors: list[tuple[str, str]] | None = None) -> str:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+def problem_body(
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[tuple[str, str]] | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> str:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **(extensions or {}),
+    }
     if errors is not None:
         body["errors"] = [{"field": field, "message": message} for field, message in errors]
     return json.dumps(body, ensure_ascii=False)
 
 
-def problem(status: int, title: str, detail: str, errors: list[tuple[str, str]] | None = None) -> Response[str]:
-    return Response(status_code=status, content_type=PROBLEM, body=problem_body(status, title, detail, errors))
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    errors: list[tuple[str, str]] | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> Response[str]:
+    return Response(
+        status_code=status, content_type=PROBLEM, body=problem_body(status, title, detail, errors, extensions)
+    )
 
 
 @app.exception_handler(  # type: ignore[untyped-decorator]
@@ -121,7 +152,7 @@ def not_json(_: RequestUnsupportedContentType) -> Response[str]:
     CrieurError
 )
 def refused(error: CrieurError) -> Response[str]:
-    return problem(error.status, error.title, error.detail, error.errors if error.errors else None)
+    return problem(error.status, error.title, error.detail, error.errors or None, error.extensions)
 
 
 @app.exception_handler(  # type: ignore[untyped-decorator]
@@ -215,6 +246,26 @@ def preview(request: PublicationRequest) -> Preview:
     return service().preview(commune(), request)
 
 
+@app.get("/v1/usage")
+def get_usage(
+    month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
+    output: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> Response[Any]:
+    """Ce que la commune a consommé ce mois-ci (ou `month`) : lignes, total HT, TVA, TTC ; `format=csv` pour la
+    comptabilité."""
+    where = commune()
+    chosen = month or billing_month(utc_now())
+    report = usage_report(config.store(), price_list(), where, chosen)
+    if output == "csv":
+        return Response(
+            status_code=200,
+            content_type="text/csv; charset=utf-8",
+            body=usage_csv(report),
+            headers={"Content-Disposition": f'attachment; filename="crieur-{where}-{chosen}.csv"'},
+        )
+    return Response(status_code=200, content_type="application/json", body=report)
+
+
 @cache
 def weather_alerts() -> WeatherAlerts:
     return WeatherAlerts(store=config.store(), publications=service(), sources=config.vigilance_sources)
@@ -257,6 +308,80 @@ def test_channel(channel: ChannelName) -> ChannelCheck:
 def delete_channel(channel: ChannelName) -> Response[str]:
     service().remove_channel(commune(), channel)
     return Response(status_code=204, content_type="application/json", body="")
+
+
+# --- inbound webhooks: the sites a commune lets publish, and their signed calls (crieur.inbound) ----------
+
+
+@cache
+def inbound_sources() -> InboundSources:
+    return InboundSources(store=config.store(), vault=config.vault())
+
+
+@cache
+def inbound_webhooks() -> InboundWebhooks:
+    return InboundWebhooks(sources=inbound_sources(), publications=service())
+
+
+@app.get("/v1/inbound-sources")
+def list_inbound_sources() -> InboundSourceList:
+    """Les sites autorisés à publier par webhook, avec les dates de leurs secrets (jamais les secrets)."""
+    return inbound_sources().list(commune())
+
+
+@app.post("/v1/inbound-sources", responses={201: {"description": "Source créée : secret affiché une seule fois"}})
+def create_inbound_source(request: InboundSourceRequest) -> Response[NewInboundSource]:
+    """Autorise un site à publier : son secret de signature whsec_… (et sa clé d'adresse) n'est montré qu'ici."""
+    created = inbound_sources().create(commune(), request)
+    return Response(
+        status_code=201,
+        content_type="application/json",
+        body=created,
+        headers={"Location": f"/v1/inbound-sources/{created.id}"},
+    )
+
+
+@app.get("/v1/inbound-sources/<source_id>")
+def get_inbound_source(source_id: Annotated[str, Path(max_length=64)]) -> InboundSourceView:
+    return inbound_sources().get(commune(), source_id)
+
+
+@app.post("/v1/inbound-sources/<source_id>/rotate")
+def rotate_inbound_secret(source_id: Annotated[str, Path(max_length=64)]) -> RotatedSecret:
+    """Un nouveau secret ; l'ancien reste valide 24 heures, le temps de mettre le site à jour."""
+    return inbound_sources().rotate(commune(), source_id)
+
+
+@app.delete("/v1/inbound-sources/<source_id>", responses={204: {"description": "Source retirée"}})
+def delete_inbound_source(source_id: Annotated[str, Path(max_length=64)]) -> Response[str]:
+    inbound_sources().delete(commune(), source_id)
+    return Response(status_code=204, content_type="application/json", body="")
+
+
+@app.post(
+    "/v1/inbound/<insee>/<source_id>",
+    security=[],
+    responses={
+        200: {"description": "Message déjà reçu (même webhook-id) : la publication qu'il a créée"},
+        201: {"description": "Publication acceptée"},
+        401: {"description": "Signature, horodatage, source ou clé invalides"},
+    },
+)
+def receive_inbound(
+    insee: str, source_id: str, key: Annotated[str | None, Query(max_length=256)] = None
+) -> Response[Publication]:
+    """Webhook signé (Standard Webhooks : webhook-id, webhook-timestamp, webhook-signature) d'un site de la
+    commune : une publication Crieur ou un article WordPress publié. Sans clé d'API : la signature fait foi."""
+    event = app.current_event
+    publication, created = inbound_webhooks().receive(
+        insee, source_id, dict(event.headers), body_bytes(event.raw_event), key
+    )
+    return Response(
+        status_code=201 if created else 200,
+        content_type="application/json",
+        body=publication,
+        headers={"Location": f"/v1/publications/{publication.id}"},
+    )
 
 
 @logger.inject_lambda_context

@@ -67,7 +67,8 @@ def settled(api: httpx.Client, publication_id: str, timeout: float = 15.0) -> di
     def done() -> dict[str, Any] | None:
         publication = api.get(f"/v1/publications/{publication_id}").json()
         statuses = {delivery["status"] for delivery in publication["deliveries"].values()}
-        return publication if statuses <= SETTLED else None
+        # The aggregate status follows the last delivery's outcome by one write.
+        return publication if statuses <= SETTLED and publication["status"] != "publishing" else None
 
     return dict(wait_for(done, timeout))
 

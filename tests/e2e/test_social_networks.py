@@ -41,7 +41,8 @@ def settled(api: httpx.Client, publication_id: str, timeout: float = 40.0) -> di
     deadline = time.monotonic() + timeout
     while True:
         shown = api.get(f"/v1/publications/{publication_id}").json()
-        if all(d["status"] in FINAL for d in shown["deliveries"].values()) or time.monotonic() > deadline:
+        done = all(d["status"] in FINAL for d in shown["deliveries"].values()) and shown["status"] != "publishing"
+        if done or time.monotonic() > deadline:
             return dict(shown)
         time.sleep(0.3)
 

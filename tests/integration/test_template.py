@@ -97,6 +97,7 @@ def test_globals_runtime_and_environment(main: dict[str, Any]) -> None:
         "POWERTOOLS_METRICS_NAMESPACE": "Crieur",
         "POWERTOOLS_LOG_LEVEL": "INFO",
         "CRIEUR_TABLE_NAME": {"Ref": "Table"},
+        "CRIEUR_PRICE_LIST_PARAMETER": {"Ref": "PriceListParameterName"},
     }
 
 
@@ -188,6 +189,7 @@ def test_routes_and_their_auth(main: dict[str, Any]) -> None:
         "Health": ("GET", "/v1/health", "NONE"),
         "OpenApi": ("GET", "/v1/openapi.json", "NONE"),
         "Docs": ("GET", "/v1/docs", "NONE"),
+        "Inbound": ("POST", "/v1/inbound/{commune}/{source}", "NONE"),  # the signature is the auth
         "V1": ("ANY", "/v1/{proxy+}", "default"),
     }
     for event in events.values():
@@ -368,6 +370,7 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "dynamodb:Query",
         "kms:Decrypt",
         "sqs:ChangeMessageVisibility",
+        "ssm:GetParameter",  # the price list, when the deployment has its own
     }
     (decrypt,) = [s for s in deliver if s["Action"] == "kms:Decrypt"]
     assert decrypt["Resource"] == {"Ref": "CredentialsKeyArn"}
@@ -447,6 +450,7 @@ def test_main_template_translates(main: dict[str, Any]) -> None:
     # SAM writes `Authorizer: NONE` as the pseudo-scheme NONE, which API Gateway imports as "no auth".
     for public in ("/v1/health", "/v1/openapi.json", "/v1/docs"):
         assert paths[public]["get"]["security"] == [{"NONE": []}], public
+    assert paths["/v1/inbound/{commune}/{source}"]["post"]["security"] == [{"NONE": []}]
     assert paths["/v1/{proxy+}"]["x-amazon-apigateway-any-method"]["security"] == [{"CommuneKey": []}]
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from crieur import aws
@@ -55,6 +56,16 @@ def _table_name(stack: str | None) -> str:
     return str(outputs["TableName"])
 
 
+def _stack_output(stack: str | None, name: str) -> str:
+    """Another output of the stack (after `_table_name` has pointed the clients at it)."""
+    if stack:
+        outputs = aws.session().client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]
+        return next(str(item["OutputValue"]) for item in outputs if item["OutputKey"] == name)
+    local = _local_state()["outputs"]
+    assert isinstance(local, dict)
+    return str(local[name])
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="crieur", description="Administration de Crieur (communes, clés d'API).")
     root.add_argument("--stack", help="pile CloudFormation déployée (par défaut : la pile locale de `make run`)")
@@ -72,10 +83,56 @@ def parser() -> argparse.ArgumentParser:
     key_revoke.add_argument("--commune", required=True, help="code INSEE de la commune")
     key_revoke.add_argument("--key", required=True, help="identifiant de la clé (ou la clé elle-même)")
 
+    usage = nouns.add_parser("usage", help="consommation du mois (facturation)")
+    usage.add_argument("--month", required=True, help="mois AAAA-MM")
+    whose = usage.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--commune", help="code INSEE de la commune")
+    whose.add_argument("--all", action="store_true", help="toutes les communes (export CSV du mois)")
+    usage.add_argument("--csv", action="store_true", help="au format CSV (toujours avec --all)")
+
+    budget = nouns.add_parser("budget", help="budget mensuel TTC d'une commune").add_subparsers(
+        dest="verb", required=True
+    )
+    budget_set = budget.add_parser("set", help="fixer (ou retirer avec --none) le budget mensuel")
+    budget_set.add_argument("--commune", required=True, help="code INSEE de la commune")
+    amount = budget_set.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--monthly-eur", type=Decimal, help="montant TTC par mois, en euros")
+    amount.add_argument("--none", action="store_true", help="aucun budget")
+
+    inbound = nouns.add_parser("inbound", help="webhooks entrants (sites de la commune)").add_subparsers(
+        dest="verb", required=True
+    )
+    source = inbound.add_parser("create-source", help="autoriser un site à publier (secret affiché une seule fois)")
+    source.add_argument("--commune", required=True, help="code INSEE de la commune")
+    source.add_argument("--name", required=True, help="nom du site, ex. « Site de la mairie »")
+    source.add_argument("--signed-only", action="store_true", help="refuser le repli par clé dans l'adresse")
+
     weather = nouns.add_parser("weather", help="vigilance météo").add_subparsers(dest="verb", required=True)
     check = weather.add_parser("check", help="la vigilance en cours d'un département et ce qui serait envoyé")
     check.add_argument("--dept", required=True, help="code du département (ex. 45, 2A)")
     return root
+
+
+def print_usage(store: Store, month: str, commune: str | None, as_csv: bool) -> int:
+    """One commune's usage (a table, or CSV), or every commune's as one CSV export for the month."""
+    from crieur.billing import price_list
+    from crieur.usage import usage_csv, usage_report
+
+    prices = price_list()
+    communes = [commune] if commune else store.list_communes()
+    for index, insee in enumerate(communes):
+        report = usage_report(store, prices, insee, month)
+        if as_csv:
+            text = usage_csv(report)
+            print(text if index == 0 else text.split("\r\n", 1)[1], end="")
+            continue
+        print(f"Consommation de {insee} en {month} :")
+        for line in report.lines:
+            channel = f" ({line.channel})" if line.channel else ""
+            price = f"{line.quantity} × {line.unit_price_eur:.4f} € = {line.amount_ht_eur:.4f} € HT"
+            print(f"  {line.unit}{channel} : {price}")
+        print(f"  Total {report.total_ht_eur:.2f} € HT, TVA {report.vat_eur:.2f} €, {report.total_ttc_eur:.2f} € TTC")
+    return 0
 
 
 def weather_check(departement: str) -> int:
@@ -117,7 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.noun == "weather":
         os.environ.setdefault("CRIEUR_METEOFRANCE_PARAMETER", METEOFRANCE_PARAMETER)
         return weather_check(args.dept.upper())
-    service = CommuneService(Store(table))
+    store = Store(table)
+    if args.noun == "usage":
+        return print_usage(store, args.month, None if args.all else args.commune.upper(), args.csv or args.all)
+    if args.noun == "budget":
+        store.set_budget(args.commune.upper(), None if args.none else args.monthly_eur)
+        print(f"Budget de {args.commune} : {'aucun' if args.none else f'{args.monthly_eur} € TTC par mois'}.")
+        return 0
+    service = CommuneService(store)
     try:
         if (args.noun, args.verb) == ("commune", "create"):
             commune = service.create_commune(args.insee, args.name)
@@ -126,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
             key = service.create_key(args.commune.upper())
             print(f"Clé créée pour {args.commune} (identifiant {key.key_id}). Elle ne sera plus affichée :")
             print(key.key)
+        elif (args.noun, args.verb) == ("inbound", "create-source"):
+            from crieur.inbound.cli import create_source
+
+            key_arn = _stack_output(args.stack, "CredentialsKeyArn")
+            create_source(store, key_arn, args.commune.upper(), args.name, args.signed_only)
         else:
             service.revoke_key(args.commune.upper(), args.key)
             print(f"Clé révoquée pour {args.commune}.")

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from aws_lambda_powertools import Logger
 
+from crieur.billing import PriceList, billing_month, price_list
 from crieur.channels import build_adapter
 from crieur.channels.base import (
     Channel,
@@ -24,7 +25,7 @@ from crieur.channels.base import (
     TransientChannelError,
 )
 from crieur.credentials import CredentialVault
-from crieur.models import ChannelName, DeliveryError, FanoutMessage, Publication
+from crieur.models import ChannelName, DeliveryError, FanoutMessage, Publication, utc_now
 from crieur.store import Outcome, Store
 
 logger = Logger(child=True)
@@ -58,6 +59,7 @@ class DeliveryWorker:
     max_receive_count: int = 5
     retry_base_seconds: int = 10
     lease_seconds: int = 60
+    prices: Callable[[], PriceList] = price_list
 
     def handle(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
         if message.action == "retract":
@@ -85,7 +87,16 @@ class DeliveryWorker:
 
         try:
             adapter, publication = self._adapter(commune, publication_id)
-            sent = adapter.send(adapter.render(publication), delivery_id=f"{publication_id}-{channel}")
+            rendered = adapter.render(publication)
+            sent = adapter.send(rendered, delivery_id=f"{publication_id}-{channel}")
+            # Billed before the outcome is written: a crash in between redelivers the message, the
+            # provider's idempotency keeps one post, and the usage line (keyed by publication, unit and
+            # channel) is not added twice.
+            prices = self.prices()
+            unit, price = prices.delivery(channel, rendered.text)
+            self.store.meter(
+                commune, publication_id, billing_month(utc_now()), unit=unit, channel=channel, unit_price=price
+            )
         except SkipDelivery as skip:
             finish("skipped", error=DeliveryError(code=skip.code, message=skip.message))
         except PermanentChannelError as permanent:

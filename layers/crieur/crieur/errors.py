@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CrieurError(Exception):
     status = 400
     title = "Requête refusée"
 
-    def __init__(self, detail: str, errors: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self, detail: str, errors: list[tuple[str, str]] | None = None, extensions: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        self.extensions = extensions or {}
+        """RFC 9457 extension members (e.g. the estimate and the remaining budget of a 402)."""
 
 
 class InvalidInput(CrieurError):
@@ -31,6 +37,13 @@ class Unauthenticated(CrieurError):
         super().__init__(
             "Indiquez la clé d'API de la commune : Authorization: Bearer <clé>. Une clé révoquée ne vaut plus."
         )
+
+
+class OverBudget(CrieurError):
+    """402: the publication would exceed the commune's monthly budget."""
+
+    status = 402
+    title = "Budget mensuel dépassé"
 
 
 class NotFound(CrieurError):

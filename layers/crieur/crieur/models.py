@@ -240,7 +240,9 @@ class Publication(PublicationContent):
     status: PublicationStatus
     created_at: datetime
     deliveries: dict[str, Delivery] = {}
-    cost_estimate_eur: float | None = None
+    cost_estimate_eur: float | None = Field(default=None, description="Coût estimé TTC avant l'envoi, en euros.")
+    billed_ht_eur: float = Field(default=0.0, description="Ce qui a réellement été facturé, hors taxes.")
+    over_budget: bool = Field(default=False, description="Envoyée malgré le budget (alerte météo ou critique).")
 
 
 class PublicationPage(BaseModel):
@@ -318,7 +320,27 @@ class ChannelPreview(BaseModel):
 
 class Preview(BaseModel):
     channels: dict[str, ChannelPreview]
-    cost_estimate_eur: float | None = None
+    cost_estimate_eur: float = Field(description="Coût estimé TTC de cette publication, en euros.")
+
+
+class UsageLine(BaseModel):
+    unit: str
+    channel: str | None
+    quantity: int
+    unit_price_eur: float
+    amount_ht_eur: float
+
+
+class UsageReport(BaseModel):
+    commune: str
+    month: str
+    currency: Literal["EUR"] = "EUR"
+    lines: list[UsageLine]
+    total_ht_eur: float
+    vat_rate: float
+    vat_eur: float
+    total_ttc_eur: float
+    budget_eur: float | None = None
 
 
 class PublicationEdit(StrictModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -12,11 +13,12 @@ from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 from ulid import ULID
 
+from crieur.billing import PriceList, billing_month, estimate, price_list
 from crieur.channels import ADAPTERS, adapter_for, build_adapter
 from crieur.channels.base import ChannelCheck, ChannelError, PermanentChannelError, SkipDelivery
 from crieur.credentials import CredentialVault
 from crieur.delivery import fail_undeliverable
-from crieur.errors import Conflict, InvalidInput, NotFound, Unavailable
+from crieur.errors import Conflict, InvalidInput, NotFound, OverBudget, Unavailable
 from crieur.fanout import Fanout
 from crieur.media import MediaFetcher
 from crieur.models import (
@@ -57,6 +59,7 @@ class PublicationService:
     vault: CredentialVault
     http: Callable[[], httpx.Client]
     scheduling: Callable[[], Scheduling] | None = None
+    prices: Callable[[], PriceList] = price_list
 
     # --- publications -----------------------------------------------------------------------------------
 
@@ -68,8 +71,10 @@ class PublicationService:
         """
         targets = self._targets(commune, request)
         self._check_overrides(request, targets)
+        sending = [name for name, record in targets.items() if record.reconnect_reason is None]
+        cost, over_budget = self._within_budget(commune, request, sending)
         if request.publish_at is not None:
-            return self._schedule(commune, request, list(targets))
+            return self._schedule(commune, request, list(targets), cost, over_budget)
         now = utc_now()
         deliveries = {
             channel: Delivery(status="pending", updated_at=now)
@@ -89,6 +94,8 @@ class PublicationService:
             status="publishing",
             created_at=now,
             deliveries=deliveries,
+            cost_estimate_eur=float(cost),
+            over_budget=over_budget,
         )
         self.store.create_publication(publication)
         pending: list[str] = [channel for channel, delivery in deliveries.items() if delivery.status == "pending"]
@@ -96,10 +103,48 @@ class PublicationService:
             self.store.finish_if_settled(commune, publication.id)
             return self.get_publication(commune, publication.id)
         self._fan_out(FanoutMessage(commune=commune, publication_id=publication.id), pending)
+        self._meter_publication(commune, publication.id)
         logger.info("publication accepted", extra={"publication_id": publication.id, "channels": pending})
-        return publication
+        return self.get_publication(commune, publication.id)
 
-    def _schedule(self, commune: str, request: PublicationRequest, channels: list[ChannelName]) -> Publication:
+    def _within_budget(
+        self, commune: str, request: PublicationRequest, channels: list[ChannelName]
+    ) -> tuple[Decimal, bool]:
+        """The TTC estimate, and whether it goes over the monthly budget. Over budget, news is refused
+        (402); weather and critical alerts are sent, billed and flagged, never refused."""
+        prices = self.prices()
+        texts = {channel: _text_for(request, channel) for channel in channels}
+        cost = estimate(prices, texts)
+        budget = self.store.budget(commune)
+        if budget is None:
+            return cost, False
+        spent = prices.with_vat(self.store.month_amount_ht(commune, billing_month(utc_now())))
+        if spent + cost <= budget:
+            return cost, False
+        if request.category == "weather" or request.urgency == "critical":
+            logger.warning("alert sent over budget", extra={"commune": commune})
+            return cost, True
+        remaining = max(budget - spent, Decimal(0))
+        raise OverBudget(
+            f"Cette publication coûterait {cost} € TTC ; il reste {remaining} € sur le budget du mois ({budget} €).",
+            extensions={"cost_estimate_eur": float(cost), "remaining_budget_eur": float(remaining)},
+        )
+
+    def _meter_publication(self, commune: str, publication_id: str) -> None:
+        prices = self.prices()
+        month = billing_month(utc_now())
+        self.store.meter(
+            commune, publication_id, month, unit="publication", channel=None, unit_price=prices.publication
+        )
+
+    def _schedule(
+        self,
+        commune: str,
+        request: PublicationRequest,
+        channels: list[ChannelName],
+        cost: Decimal,
+        over_budget: bool,
+    ) -> Publication:
         """Stores the publication as scheduled and creates its one-time schedule (ARCHITECTURE.md §2)."""
         assert request.publish_at is not None
         now = utc_now()
@@ -111,6 +156,8 @@ class PublicationService:
             status="scheduled",
             created_at=now,
             deliveries={channel: Delivery(status="pending", updated_at=now) for channel in channels},
+            cost_estimate_eur=float(cost),
+            over_budget=over_budget,
         )
         self.store.create_publication(publication)
         self._set_schedule(
@@ -171,6 +218,7 @@ class PublicationService:
         publication = self.get_publication(release.commune, release.publication_id)
         pending: list[str] = [name for name, d in publication.deliveries.items() if d.status == "pending"]
         self._fan_out(FanoutMessage(commune=release.commune, publication_id=release.publication_id), pending)
+        self._meter_publication(release.commune, release.publication_id)
         return True
 
     def _fan_out(self, message: FanoutMessage, channels: list[str]) -> None:
@@ -260,7 +308,12 @@ class PublicationService:
                     media=[MediaPreview.model_validate(decision.model_dump()) for decision in rendered.media],
                     warnings=[*warnings, *rendered.warnings],
                 )
-        return Preview(channels=channels)
+        sent = {
+            name: shown.text
+            for name, shown in channels.items()
+            if shown.skipped is None and not targets[name].reconnect_reason
+        }
+        return Preview(channels=channels, cost_estimate_eur=float(estimate(self.prices(), sent)))
 
     def retract(self, commune: str, publication_id: str) -> Publication:
         """Cancels a scheduled publication; deletes a published one on every channel that allows it
@@ -371,3 +424,11 @@ def _view(record: ChannelRecord) -> ChannelConfigView:
         reconnect_reason=record.reconnect_reason,
         updated_at=record.updated_at,
     )
+
+
+def _text_for(request: PublicationRequest, channel: ChannelName) -> str:
+    """Enough of what the channel will carry to price it (an X post with a URL costs more)."""
+    override = request.overrides.get(channel)
+    if override is not None:
+        return override.text
+    return " ".join([request.title, request.body, *(str(link.url) for link in request.links)])

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from crieur import aws
+from crieur.inbound.model import InboundSourceRecord, SealedSecret
 from crieur.models import (
     ChannelName,
     Commune,
@@ -271,6 +272,12 @@ class Store:
                         "doc": content.model_dump_json(),
                         "channel_count": len(publication.deliveries),
                         "version": 1,
+                        **(
+                            {"cost_estimate_eur": Decimal(str(publication.cost_estimate_eur))}
+                            if publication.cost_estimate_eur is not None
+                            else {}
+                        ),
+                        **({"over_budget": True} if publication.over_budget else {}),
                         **_initially_settled(publication),
                     },
                     "ConditionExpression": "attribute_not_exists(pk)",
@@ -336,6 +343,9 @@ class Store:
                 "status": head["status"],
                 "created_at": head["created_at"],
                 "deliveries": deliveries,
+                "cost_estimate_eur": float(head["cost_estimate_eur"]) if "cost_estimate_eur" in head else None,
+                "billed_ht_eur": float(head["billed_ht"]) if "billed_ht" in head else 0.0,
+                "over_budget": bool(head.get("over_budget", False)),
             }
         )
 
@@ -591,6 +601,122 @@ class Store:
             raise
         return True
 
+    # --- usage and billing ------------------------------------------------------------------------------
+
+    def meter(
+        self,
+        commune: str,
+        publication_id: str,
+        month: str,
+        *,
+        unit: str,
+        channel: str | None,
+        unit_price: Decimal,
+        quantity: int = 1,
+    ) -> bool:
+        """Records one billed unit, exactly once: an append-only usage line (its key says which unit of
+        which publication, so a replay or a second worker cannot add it again), the month's counters and
+        the publication's actual cost, in one transaction. False when it was already recorded."""
+        pk = _commune_pk(commune)
+        amount = unit_price * quantity
+        line = {
+            "pk": pk,
+            "sk": f"UL#{month}#{publication_id}#{unit}#{channel or '-'}",
+            "publication_id": publication_id,
+            "unit": unit,
+            "channel": channel or "",
+            "quantity": quantity,
+            "unit_price": unit_price,
+            "amount": amount,
+            "at": utc_now().isoformat(),
+        }
+        try:
+            self._transact(
+                [
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": line,
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": pk, "sk": f"U#{month}"},
+                            "UpdateExpression": "ADD amount_ht :amount, #units :quantity",
+                            "ExpressionAttributeNames": {"#units": f"units_{unit}"},
+                            "ExpressionAttributeValues": {":amount": amount, ":quantity": quantity},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": pk, "sk": _publication_sk(publication_id)},
+                            "UpdateExpression": "ADD billed_ht :amount",
+                            "ExpressionAttributeValues": {":amount": amount},
+                        }
+                    },
+                ]
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def month_amount_ht(self, commune: str, month: str) -> Decimal:
+        item = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": f"U#{month}"}, ConsistentRead=True).get(
+            "Item"
+        )
+        return Decimal(str(item.get("amount_ht", 0))) if item else Decimal(0)
+
+    def usage_lines(self, commune: str, month: str) -> list[dict[str, Any]]:
+        from boto3.dynamodb.conditions import Key
+
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with(f"UL#{month}#"),
+            "ConsistentRead": True,
+        }
+        lines: list[dict[str, Any]] = []
+        while True:
+            page = self.table.query(**query)
+            lines += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return lines
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def set_budget(self, commune: str, monthly_eur: Decimal | None) -> None:
+        """A commune's monthly budget (TTC); None removes it."""
+        key = {"pk": _commune_pk(commune), "sk": "COMMUNE"}
+        if monthly_eur is None:
+            self.table.update_item(Key=key, UpdateExpression="REMOVE monthly_budget_eur")
+        else:
+            self.table.update_item(
+                Key=key,
+                UpdateExpression="SET monthly_budget_eur = :budget",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeValues={":budget": monthly_eur},
+            )
+
+    def budget(self, commune: str) -> Decimal | None:
+        item = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": "COMMUNE"}).get("Item")
+        value = item.get("monthly_budget_eur") if item else None
+        return Decimal(str(value)) if value is not None else None
+
+    def list_communes(self) -> list[str]:
+        """Every commune's INSEE code (the operator's monthly export; a scan, never on a request path)."""
+        from boto3.dynamodb.conditions import Attr
+
+        scan: dict[str, Any] = {"FilterExpression": Attr("sk").eq("COMMUNE"), "ProjectionExpression": "pk"}
+        found: list[str] = []
+        while True:
+            page = self.table.scan(**scan)
+            found += [str(item["pk"]).removeprefix("C#") for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return sorted(found)
+            scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     # --- weather alerts ---------------------------------------------------------------------------------
 
     def put_weather_settings(self, commune: str, departement: str, settings: WeatherAlertSettings) -> None:
@@ -782,6 +908,106 @@ class Store:
                 return False
             raise
         return True
+
+    # --- inbound webhook sources ------------------------------------------------------------------------
+    # `C#<commune>` / `SRC#<source id>`: name, flags, the URL key's SHA-256, the KMS-sealed signing secrets.
+
+    def create_inbound_source(self, commune: str, source: InboundSourceRecord) -> None:
+        item: dict[str, Any] = {
+            "pk": _commune_pk(commune),
+            "sk": f"SRC#{source.id}",
+            "type": "inbound_source",
+            "id": source.id,
+            "name": source.name,
+            "created_at": source.created_at.isoformat(),
+            "signed_only": source.signed_only,
+            "secrets": _sealed_items(source.secrets),
+            "version": source.version,
+        }
+        if source.key_hash is not None:
+            item["key_hash"] = source.key_hash
+        try:
+            self.table.put_item(Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise AlreadyExists(source.id) from error
+            raise
+
+    def get_inbound_source(self, commune: str, source_id: str) -> InboundSourceRecord | None:
+        """Read consistently: a secret rotated a moment ago signs at once."""
+        key = {"pk": _commune_pk(commune), "sk": f"SRC#{source_id}"}
+        item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        return _inbound_source(item) if item else None
+
+    def list_inbound_sources(self, commune: str) -> list[InboundSourceRecord]:
+        from boto3.dynamodb.conditions import Key
+
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with("SRC#")
+        }
+        found: list[InboundSourceRecord] = []
+        while True:
+            page = self.table.query(**query)
+            found += [_inbound_source(item) for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return found
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def replace_inbound_secrets(
+        self, commune: str, source_id: str, secrets: tuple[SealedSecret, ...], version: int
+    ) -> bool:
+        """The source's secrets after a rotation; False when another rotation came first (or it was deleted)."""
+        try:
+            self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": f"SRC#{source_id}"},
+                UpdateExpression="SET secrets = :secrets ADD version :one",
+                ConditionExpression="version = :version",
+                ExpressionAttributeValues={":secrets": _sealed_items(secrets), ":one": 1, ":version": version},
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def delete_inbound_source(self, commune: str, source_id: str) -> bool:
+        old = self.table.delete_item(
+            Key={"pk": _commune_pk(commune), "sk": f"SRC#{source_id}"}, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        return old is not None
+
+
+def _sealed_items(secrets: tuple[SealedSecret, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ciphertext": sealed.ciphertext,
+            "created_at": sealed.created_at.isoformat(),
+            **({"expires_at": sealed.expires_at.isoformat()} if sealed.expires_at else {}),
+        }
+        for sealed in secrets
+    ]
+
+
+def _inbound_source(item: dict[str, Any]) -> InboundSourceRecord:
+    def binary(value: Any) -> bytes:
+        return bytes(value.value if hasattr(value, "value") else value)
+
+    return InboundSourceRecord(
+        id=str(item["id"]),
+        name=str(item["name"]),
+        created_at=datetime.fromisoformat(str(item["created_at"])),
+        signed_only=bool(item["signed_only"]),
+        key_hash=str(item["key_hash"]) if item.get("key_hash") else None,
+        secrets=tuple(
+            SealedSecret(
+                ciphertext=binary(sealed["ciphertext"]),
+                created_at=datetime.fromisoformat(str(sealed["created_at"])),
+                expires_at=datetime.fromisoformat(str(sealed["expires_at"])) if sealed.get("expires_at") else None,
+            )
+            for sealed in item.get("secrets", [])
+        ),
+        version=int(str(item.get("version", 1))),
+    )
 
 
 def _final_status(sent: int, failed: int) -> PublicationStatus:
