@@ -97,3 +97,30 @@ def test_weather_check_prints_the_vigilance_and_what_would_be_sent(
     assert "Vigilance en cours (meteofrance), département 45" in out
     assert "Orages : orange" in out
     assert "Serait envoyé (high)" in out
+
+
+def test_usage_and_budget_for_the_operator(
+    local_state: Path, deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from decimal import Decimal
+
+    from crieur.billing import billing_month
+    from crieur.models import utc_now
+
+    assert cli.main(["commune", "create", "--insee", "56240", "--name", "Saint-Pierre-Quiberon"]) == 0
+    store = Store(deployment.outputs["TableName"])
+    month = billing_month(utc_now())
+    store.meter("56240", "pub_cli", month, unit="publication", channel=None, unit_price=Decimal("0.0200"))
+    capsys.readouterr()
+    assert cli.main(["usage", "--commune", "56240", "--month", month]) == 0
+    out = capsys.readouterr().out
+    assert "publication : 1 × 0.0200 € = 0.0200 € HT" in out
+    assert "0.02 € TTC" in out
+    assert cli.main(["usage", "--all", "--month", month]) == 0
+    export = capsys.readouterr().out.splitlines()
+    assert export[0].startswith("Commune;Mois;")
+    assert any(line.startswith(f"56240;{month};Publication") for line in export)
+    assert cli.main(["budget", "set", "--commune", "56240", "--monthly-eur", "15"]) == 0
+    assert store.budget("56240") == Decimal("15")
+    assert cli.main(["budget", "set", "--commune", "56240", "--none"]) == 0
+    assert store.budget("56240") is None
