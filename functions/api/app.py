@@ -326,7 +326,7 @@ def inbound_webhooks() -> InboundWebhooks:
 @app.get("/v1/inbound-sources")
 def list_inbound_sources() -> InboundSourceList:
     """Les sites autorisés à publier par webhook, avec les dates de leurs secrets (jamais les secrets)."""
-    return inbound_sources().list(commune())
+    return inbound_sources().list_sources(commune())
 
 
 @app.post("/v1/inbound-sources", responses={201: {"description": "Source créée : secret affiché une seule fois"}})
@@ -360,7 +360,7 @@ def delete_inbound_source(source_id: Annotated[str, Path(max_length=64)]) -> Res
 
 @app.post(
     "/v1/inbound/<insee>/<source_id>",
-    security=[],
+    security=[{}],  # OpenAPI's "no authentication" (an empty list would inherit the global bearer)
     responses={
         200: {"description": "Message déjà reçu (même webhook-id) : la publication qu'il a créée"},
         201: {"description": "Publication acceptée"},
