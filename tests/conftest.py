@@ -1,5 +1,6 @@
-"""Process-wide caches of the channel adapters are emptied between tests, so no test sees another's."""
+"""What one test changes in the process (environment, adapters' caches) never reaches the next one."""
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -12,3 +13,12 @@ def fresh_instance_documents() -> Iterator[None]:
     mastodon._instance_limits.clear()
     yield
     mastodon._instance_limits.clear()
+
+
+@pytest.fixture(autouse=True)
+def restored_environment() -> Iterator[None]:
+    """The operator CLI sets AWS and sandbox variables for its process, as a CLI may: tests run it in-process."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
