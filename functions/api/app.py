@@ -26,6 +26,8 @@ from crieur import config, idempotency
 from crieur.billing import billing_month, price_list
 from crieur.channels.base import ChannelCheck
 from crieur.errors import CrieurError, Unauthenticated
+from crieur.eventhooks.model import EventEndpointList, EventEndpointRequest, NewEventEndpoint
+from crieur.eventhooks.service import EventEndpoints
 from crieur.inbound.model import (
     InboundSourceList,
     InboundSourceRequest,
@@ -79,6 +81,7 @@ def service() -> PublicationService:
         vault=config.vault(),
         http=config.http,
         scheduling=config.scheduling,
+        events=config.events(),
     )
 
 
@@ -281,6 +284,37 @@ def get_weather_alerts() -> WeatherAlertSettings:
 def put_weather_alerts(settings: WeatherAlertSettings) -> WeatherAlertSettings:
     """Active ou règle le relais automatique des vigilances orange et rouge du département."""
     return weather_alerts().configure(commune(), settings)
+
+
+# --- outbound event webhooks: the commune's endpoints for status events (crieur.eventhooks) ---------------
+
+
+@cache
+def event_endpoints() -> EventEndpoints:
+    return EventEndpoints(store=config.store(), vault=config.vault())
+
+
+@app.get("/v1/event-endpoints")
+def list_event_endpoints() -> EventEndpointList:
+    """Les adresses qui reçoivent les événements de la commune (publication diffusée, échec, canal à
+    reconnecter, budget atteint), sans leurs secrets."""
+    return event_endpoints().list_endpoints(commune())
+
+
+@app.post(
+    "/v1/event-endpoints", responses={201: {"description": "Point de réception créé : secret affiché une seule fois"}}
+)
+def create_event_endpoint(request: EventEndpointRequest) -> Response[NewEventEndpoint]:
+    """Abonne une adresse https à des événements, envoyés signés (Standard Webhooks) : le secret whsec_… qui
+    permet de vérifier la signature n'est montré qu'ici."""
+    created = event_endpoints().create(commune(), request)
+    return Response(status_code=201, content_type="application/json", body=created)
+
+
+@app.delete("/v1/event-endpoints/<endpoint_id>", responses={204: {"description": "Point de réception retiré"}})
+def delete_event_endpoint(endpoint_id: Annotated[str, Path(max_length=64)]) -> Response[str]:
+    event_endpoints().delete(commune(), endpoint_id)
+    return Response(status_code=204, content_type="application/json", body="")
 
 
 @app.get("/v1/channels")

@@ -40,13 +40,8 @@ def worker() -> DeliveryWorker:
         http=config.http,
         max_receive_count=int(os.environ.get("CRIEUR_MAX_RECEIVE_COUNT", "5")),
         retry_base_seconds=int(os.environ.get("CRIEUR_RETRY_BASE_SECONDS", "10")),
+        events=config.events(),
     )
-
-
-@cache
-def queue_url(queue_arn: str) -> str:
-    *_, account, name = queue_arn.split(":")
-    return aws.sqs().get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -58,7 +53,7 @@ def record_handler(record: SQSRecord) -> None:
         return
     metrics.add_metric(name="DeliveriesRetried", unit=MetricUnit.Count, value=1)
     aws.sqs().change_message_visibility(
-        QueueUrl=queue_url(record.event_source_arn),
+        QueueUrl=os.environ["CRIEUR_QUEUE_URL"],
         ReceiptHandle=record.receipt_handle,
         VisibilityTimeout=retry.after_seconds,
     )

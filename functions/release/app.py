@@ -17,7 +17,9 @@ logger = Logger()
 
 @cache
 def service() -> PublicationService:
-    return PublicationService(store=config.store(), fanout=config.fanout(), vault=config.vault(), http=config.http)
+    return PublicationService(
+        store=config.store(), fanout=config.fanout(), vault=config.vault(), http=config.http, events=config.events()
+    )
 
 
 @logger.inject_lambda_context

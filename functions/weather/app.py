@@ -20,7 +20,7 @@ metrics = Metrics()
 @cache
 def alerts() -> WeatherAlerts:
     publications = PublicationService(
-        store=config.store(), fanout=config.fanout(), vault=config.vault(), http=config.http
+        store=config.store(), fanout=config.fanout(), vault=config.vault(), http=config.http, events=config.events()
     )
     return WeatherAlerts(store=config.store(), publications=publications, sources=config.vigilance_sources)
 

@@ -402,3 +402,36 @@ def test_an_orange_vigilance_is_broadcast_once_then_its_end(stack: LocalStack, a
     # The alert itself is retracted wherever the network allows it, once the end is announced.
     retracted = api.get(f"/v1/publications/{alert['id']}").json()
     assert retracted["status"] == "retracted"
+
+
+# ---------------------------------------------------------------- outbound event webhooks
+
+
+def test_a_registered_endpoint_receives_signed_status_events(stack: LocalStack, api: httpx.Client) -> None:
+    """The events queue, its poller and the events function run locally as the template declares them."""
+    answer = api.post(
+        "/v1/event-endpoints",
+        json={"url": stack.sandbox.webhook_url("events"), "events": ["publication.published"]},
+    )
+    assert answer.status_code == 201, answer.text
+    endpoint = answer.json()
+    stack.sandbox.register_webhook_secret("events", endpoint["secret"])
+    try:
+        created = publish(api, ["webhook"])
+        settled(api, created["id"])
+
+        def received() -> list[dict[str, Any]]:
+            return [
+                item
+                for item in stack.sandbox.received("webhook")
+                if item.get("name") == "events"
+                and isinstance(item["body"], dict)
+                and item["body"]["data"].get("id") == created["id"]
+            ]
+
+        (event,) = wait_for(received)
+        assert event["signature_valid"] is True
+        assert event["body"]["type"] == "publication.published"
+        assert event["body"]["data"]["status"] == "published"
+    finally:
+        assert api.delete(f"/v1/event-endpoints/{endpoint['id']}").status_code == 204

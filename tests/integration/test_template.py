@@ -203,6 +203,7 @@ def test_functions(main: dict[str, Any]) -> None:
         ("ApiFunction", "functions/api/"),
         ("ReleaseFunction", "functions/release/"),
         ("WeatherFunction", "functions/weather/"),
+        ("EventsFunction", "functions/events/"),
     ):
         props = main["Resources"][name]["Properties"]
         assert props["CodeUri"] == code_uri
@@ -217,6 +218,7 @@ def test_functions(main: dict[str, Any]) -> None:
         "CRIEUR_RELEASE_FUNCTION_ARN": {"Fn::GetAtt": ["ReleaseFunction", "Arn"]},
         "CRIEUR_SCHEDULER_ROLE_ARN": {"Fn::GetAtt": ["SchedulerRole", "Arn"]},
         "CRIEUR_SCHEDULE_DLQ_ARN": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]},
+        "CRIEUR_EVENTS_QUEUE_URL": {"Ref": "EventsQueue"},
     }
 
 
@@ -235,6 +237,8 @@ def test_channels_are_nested_applications(main: dict[str, Any], channel: dict[st
         assert params["TableName"] == {"Ref": "Table"}
         assert params["TableArn"] == {"Fn::GetAtt": ["Table", "Arn"]}
         assert params["CredentialsKeyArn"] == {"Fn::GetAtt": ["CredentialsKey", "Arn"]}
+        assert params["EventsQueueUrl"] == {"Ref": "EventsQueue"}
+        assert params["EventsQueueArn"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
 
 
 def test_outputs(main: dict[str, Any]) -> None:
@@ -355,12 +359,78 @@ def _actions(stmts: list[dict[str, Any]]) -> set[str]:
 
 def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: dict[str, Any]) -> None:
     main_stmts = _function_statements(main)
+    assert set(main_stmts) == {
+        "AuthorizerFunction",
+        "ApiFunction",
+        "ReleaseFunction",
+        "WeatherFunction",
+        "EventsFunction",
+    }
     assert _actions(main_stmts["AuthorizerFunction"]) == {"dynamodb:GetItem"}
     api = _actions(main_stmts["ApiFunction"])
-    assert {"dynamodb:PutItem", "dynamodb:ConditionCheckItem", "sns:Publish", "kms:Encrypt"} <= api
+    assert api == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:Query",
+        "sns:Publish",
+        "sqs:SendMessage",  # status events
+        "ssm:GetParameter",
+        "scheduler:CreateSchedule",
+        "scheduler:UpdateSchedule",
+        "scheduler:DeleteSchedule",
+        "iam:PassRole",
+        "kms:Encrypt",
+        "kms:Decrypt",
+    }
     # The API decrypts only to test a channel's credentials, and never without the encryption context.
-    assert {a for a in api if a.startswith("kms:")} == {"kms:Encrypt", "kms:Decrypt"}
-    assert not {"dynamodb:Scan", "dynamodb:BatchWriteItem"} & api
+    (sealing,) = [s for s in main_stmts["ApiFunction"] if "kms:Encrypt" in _as_list(s["Action"])]
+    assert sealing["Condition"] == {
+        "Null": {"kms:EncryptionContext:commune": "false", "kms:EncryptionContext:channel": "false"}
+    }
+    assert _actions(main_stmts["ReleaseFunction"]) == {
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "sns:Publish",
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+    }
+    assert _actions(main_stmts["WeatherFunction"]) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:ConditionCheckItem",
+        "dynamodb:Query",
+        "sns:Publish",
+        "sqs:SendMessage",
+        "ssm:GetParameter",
+    }
+    events = main_stmts["EventsFunction"]
+    assert _actions(events) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:Query",
+        "kms:Decrypt",
+        "sqs:ChangeMessageVisibility",
+    }
+    # The events worker opens the endpoints' secrets only: never a channel's credentials nor an inbound secret.
+    (opening,) = [s for s in events if s["Action"] == "kms:Decrypt"]
+    assert opening["Resource"] == {"Fn::GetAtt": ["CredentialsKey", "Arn"]}
+    assert opening["Condition"] == {
+        "StringLike": {"kms:EncryptionContext:channel": "events:*"},
+        "Null": {"kms:EncryptionContext:commune": "false"},
+    }
+    (backoff,) = [s for s in events if s["Action"] == "sqs:ChangeMessageVisibility"]
+    assert backoff["Resource"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    # Every function that emits status events may send to the events queue, and to it only.
+    for name in ("ApiFunction", "ReleaseFunction", "WeatherFunction"):
+        (send,) = [s for s in main_stmts[name] if s["Action"] == "sqs:SendMessage"]
+        assert send["Resource"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}, name
 
     deliver = _function_statements(channel)["DeliverFunction"]
     assert _actions(deliver) == {
@@ -370,11 +440,57 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "dynamodb:Query",
         "kms:Decrypt",
         "sqs:ChangeMessageVisibility",
+        "sqs:SendMessage",  # status events
         "ssm:GetParameter",  # the price list, when the deployment has its own
     }
     (decrypt,) = [s for s in deliver if s["Action"] == "kms:Decrypt"]
     assert decrypt["Resource"] == {"Ref": "CredentialsKeyArn"}
     assert decrypt["Condition"] == {"StringEquals": {"kms:EncryptionContext:channel": {"Ref": "Channel"}}}
+    (send,) = [s for s in deliver if s["Action"] == "sqs:SendMessage"]
+    assert send["Resource"] == {"Ref": "EventsQueueArn"}
+
+
+def test_every_emitting_function_knows_the_events_queue(main: dict[str, Any], channel: dict[str, Any]) -> None:
+    for name in ("ApiFunction", "ReleaseFunction", "WeatherFunction", "EventsFunction"):
+        env = main["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert env["CRIEUR_EVENTS_QUEUE_URL"] == {"Ref": "EventsQueue"}, name
+    deliver_env = channel["Resources"]["DeliverFunction"]["Properties"]["Environment"]["Variables"]
+    assert deliver_env["CRIEUR_EVENTS_QUEUE_URL"] == {"Ref": "EventsQueueUrl"}
+    assert "CRIEUR_EVENTS_QUEUE_URL" not in main["Resources"]["AuthorizerFunction"]["Properties"].get(
+        "Environment", {}
+    ).get("Variables", {})
+
+
+def test_events_queue_dead_letter_queue_and_worker(main: dict[str, Any]) -> None:
+    from crieur.eventhooks.worker import MAX_VISIBILITY_SECONDS, retry_schedule
+
+    resources = main["Resources"]
+    dlq = resources["EventsDeadLetterQueue"]["Properties"]
+    queue = resources["EventsQueue"]["Properties"]
+    fn = resources["EventsFunction"]["Properties"]
+    assert dlq["MessageRetentionPeriod"] == queue["MessageRetentionPeriod"] == 1209600
+    assert dlq["SqsManagedSseEnabled"] is queue["SqsManagedSseEnabled"] is True
+    assert queue["VisibilityTimeout"] >= 6 * fn["Timeout"]
+    receives = queue["RedrivePolicy"]["maxReceiveCount"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]}
+    env = fn["Environment"]["Variables"]
+    # The worker gives up on an endpoint on the last receive: both numbers must agree.
+    assert int(env["CRIEUR_EVENTS_MAX_RECEIVE_COUNT"]) == receives
+    # Exponential backoff over about 24 hours, within SQS's 12-hour visibility ceiling and the retention.
+    waits = retry_schedule(receives, int(env["CRIEUR_EVENTS_RETRY_BASE_SECONDS"]))
+    assert waits == sorted(waits)
+    assert max(waits) <= MAX_VISIBILITY_SECONDS
+    assert 20 * 3600 <= sum(waits) <= 30 * 3600
+    assert sum(waits) < queue["MessageRetentionPeriod"]
+    (event,) = fn["Events"].values()
+    assert event["Type"] == "SQS"
+    assert event["Properties"] == {
+        "Queue": {"Fn::GetAtt": ["EventsQueue", "Arn"]},
+        "BatchSize": 10,
+        "MaximumBatchingWindowInSeconds": 1,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": 5},
+    }
 
 
 # ---------------------------------------------------------------- SAM translation
@@ -425,7 +541,7 @@ def test_main_template_translates(main: dict[str, Any]) -> None:
     assert not [r for r in cfn["Resources"].values() if r["Type"].startswith("AWS::Serverless::")]
 
     functions = _of_type(cfn, "AWS::Lambda::Function")
-    assert len(functions) == 4  # authorizer, api, release, weather (deliver functions are in the channel stacks)
+    assert len(functions) == 5  # authorizer, api, release, weather, events (deliver: in the channel stacks)
     for fn in functions:
         assert fn["Properties"]["Runtime"] == "python3.13"
         assert fn["Properties"]["Architectures"] == ["arm64"]
@@ -481,3 +597,15 @@ def test_the_weather_poller_runs_every_ten_minutes(main: dict[str, Any]) -> None
     (schedule,) = _of_type(cfn, "AWS::Scheduler::Schedule")
     assert schedule["Properties"]["ScheduleExpression"] == "rate(10 minutes)"
     assert schedule["Properties"]["Target"]["Arn"] == {"Fn::GetAtt": ["WeatherFunction", "Arn"]}
+
+
+@pytest.mark.usefixtures("region")
+def test_the_events_worker_reads_its_queue_with_partial_batch_failures(main: dict[str, Any]) -> None:
+    cfn = translate(main)
+    (mapping,) = [
+        m
+        for m in _of_type(cfn, "AWS::Lambda::EventSourceMapping")
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    ]
+    assert mapping["Properties"]["FunctionName"] == {"Ref": "EventsFunction"}
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

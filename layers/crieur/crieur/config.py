@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from crieur.credentials import KmsVault
+from crieur.events import SqsEvents
 from crieur.fanout import SnsFanout
 from crieur.schedule import EventBridgeScheduling
 from crieur.security import guarded_client
@@ -40,6 +41,12 @@ def vault() -> KmsVault:
 @cache
 def fanout() -> SnsFanout:
     return SnsFanout(required("CRIEUR_TOPIC_ARN"))
+
+
+@cache
+def events() -> SqsEvents:
+    """The events queue (status events for the communes' endpoints), on every function that emits them."""
+    return SqsEvents(required("CRIEUR_EVENTS_QUEUE_URL"))
 
 
 @cache

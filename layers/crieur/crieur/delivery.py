@@ -25,6 +25,7 @@ from crieur.channels.base import (
     TransientChannelError,
 )
 from crieur.credentials import CredentialVault
+from crieur.events import NO_EVENTS, Event, Events, channel_needs_reconnect, emit, settled
 from crieur.models import ChannelName, DeliveryError, FanoutMessage, Publication, utc_now
 from crieur.store import Outcome, Store
 
@@ -42,12 +43,16 @@ class RetryLater:
     reason: str
 
 
-def fail_undeliverable(store: Store, commune: str, publication_id: str, channel: str, error: DeliveryError) -> None:
-    """Records `failed` for a delivery that never reached its worker, and counts it."""
+def fail_undeliverable(
+    store: Store, commune: str, publication_id: str, channel: str, error: DeliveryError
+) -> list[Event]:
+    """Records `failed` for a delivery that never reached its worker, and counts it; returns the status
+    events to emit (the caller sends them in one message)."""
     token = uuid.uuid4().hex
     if store.claim_delivery(commune, publication_id, channel, token, lease_seconds=60).outcome == "claimed":
         store.record_delivery(commune, publication_id, channel, token, "failed", error=error)
-    store.settle(commune, publication_id, channel, "failed")
+    final = store.settle(commune, publication_id, channel, "failed")
+    return settled(commune, publication_id, channel, "failed", final)
 
 
 @dataclass
@@ -60,6 +65,8 @@ class DeliveryWorker:
     retry_base_seconds: int = 10
     lease_seconds: int = 60
     prices: Callable[[], PriceList] = price_list
+    events: Events = NO_EVENTS
+    """Status events for the commune's endpoints: one SQS message per outcome, never waited on."""
 
     def handle(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
         if message.action == "retract":
@@ -74,17 +81,23 @@ class DeliveryWorker:
             logger.warning("no such delivery", extra={"publication_id": publication_id})
             return None
         if claim.outcome == "final":
-            # A redelivered message after a crash: make sure the outcome was counted, send nothing.
+            # A redelivered message after a crash: make sure the outcome was counted (and its events
+            # queued: their ids are stable, so the events worker sends each once), send nothing.
             if claim.status in ("sent", "failed", "skipped"):
-                self.store.settle(commune, publication_id, channel, claim.status)  # type: ignore[arg-type]
+                ended = self.store.settle(commune, publication_id, channel, claim.status)  # type: ignore[arg-type]
+                emit(self.events, settled(commune, publication_id, channel, claim.status, ended))
             return None
         if claim.outcome == "busy":
             return RetryLater(self.lease_seconds, "another worker holds this delivery")
 
+        notices: list[Event] = []
+
         def finish(outcome: Outcome, **fields: Any) -> None:
             if self.store.record_delivery(commune, publication_id, channel, token, outcome, **fields):
-                self.store.settle(commune, publication_id, channel, outcome)
+                ended = self.store.settle(commune, publication_id, channel, outcome)
+                notices.extend(settled(commune, publication_id, channel, outcome, ended))
 
+        retry: RetryLater | None = None
         try:
             adapter, publication = self._adapter(commune, publication_id)
             rendered = adapter.render(publication)
@@ -101,21 +114,22 @@ class DeliveryWorker:
             finish("skipped", error=DeliveryError(code=skip.code, message=skip.message))
         except PermanentChannelError as permanent:
             logger.info("delivery failed", extra={"publication_id": publication_id, "code": permanent.code})
-            self._note_reconnect(commune, permanent)
+            notices.extend(self._note_reconnect(commune, permanent, publication_id))
             finish("failed", error=_error(permanent.code, permanent.message, permanent.provider_message))
         except Exception as failure:  # transient, or an unexpected fault: both retried a bounded number of times
             code, text, detail, wait = self._transient(failure, publication_id)
             if receive_count >= self.max_receive_count:
                 final = f"Échec après {receive_count} tentatives. Dernière erreur : {text}"
                 finish("failed", error=_error(code, final, detail))
-                return None
-            self.store.record_delivery(
-                commune, publication_id, channel, token, "retrying", error=_error(code, text, detail)
-            )
-            return RetryLater(self._backoff(receive_count, wait), code)
+            else:
+                self.store.record_delivery(
+                    commune, publication_id, channel, token, "retrying", error=_error(code, text, detail)
+                )
+                retry = RetryLater(self._backoff(receive_count, wait), code)
         else:
             finish("sent", external_id=sent.external_id, url=sent.url)
-        return None
+        emit(self.events, notices)  # one SQS message at most; an endpoint down never reaches this path
+        return retry
 
     def retract(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
         """Deletes one sent post: `retracted`, `retract_unsupported`, or still `sent` with the reason."""
@@ -136,7 +150,7 @@ class DeliveryWorker:
         except RetractUnsupported as unsupported:
             finish("retract_unsupported", _error(unsupported.code, unsupported.message, None))
         except PermanentChannelError as permanent:
-            self._note_reconnect(commune, permanent)
+            emit(self.events, self._note_reconnect(commune, permanent, publication_id))
             failure = f"Le retrait a échoué : {permanent.message}"
             finish(None, _error("retract_failed", failure, permanent.provider_message))
         except Exception as failure:
@@ -166,10 +180,14 @@ class DeliveryWorker:
         )
         return build_adapter(self.channel, record.settings, credentials, self.http()), publication
 
-    def _note_reconnect(self, commune: str, refused: PermanentChannelError) -> None:
-        """A refused token marks the channel, so the next publication warns instead of failing again."""
-        if refused.code == "needs_reconnect":
-            self.store.set_reconnect_reason(commune, self.channel, refused.message)
+    def _note_reconnect(self, commune: str, refused: PermanentChannelError, publication_id: str) -> list[Event]:
+        """A refused token marks the channel, so the next publication warns instead of failing again; the
+        marking (not every refusal) is a channel.needs_reconnect event."""
+        if refused.code == "needs_reconnect" and self.store.set_reconnect_reason(
+            commune, self.channel, refused.message
+        ):
+            return [channel_needs_reconnect(commune, self.channel, refused.message, publication_id)]
+        return []
 
     @staticmethod
     def _transient(failure: Exception, publication_id: str) -> tuple[str, str, str | None, float | None]:

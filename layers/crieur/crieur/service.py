@@ -19,6 +19,7 @@ from crieur.channels.base import ChannelCheck, ChannelError, PermanentChannelErr
 from crieur.credentials import CredentialVault
 from crieur.delivery import fail_undeliverable
 from crieur.errors import Conflict, InvalidInput, NotFound, OverBudget, Unavailable
+from crieur.events import NO_EVENTS, Events, budget_reached, channel_needs_reconnect, emit, publication_finished
 from crieur.fanout import Fanout
 from crieur.media import MediaFetcher
 from crieur.models import (
@@ -60,6 +61,8 @@ class PublicationService:
     http: Callable[[], httpx.Client]
     scheduling: Callable[[], Scheduling] | None = None
     prices: Callable[[], PriceList] = price_list
+    events: Events = NO_EVENTS
+    """Status events for the commune's endpoints (crieur.events): queued, never waited on."""
 
     # --- publications -----------------------------------------------------------------------------------
 
@@ -74,7 +77,10 @@ class PublicationService:
         sending = [name for name, record in targets.items() if record.reconnect_reason is None]
         cost, over_budget = self._within_budget(commune, request, sending)
         if request.publish_at is not None:
-            return self._schedule(commune, request, list(targets), cost, over_budget)
+            scheduled = self._schedule(commune, request, list(targets), cost, over_budget)
+            if over_budget:
+                self._budget_reached(commune, scheduled.id)
+            return scheduled
         now = utc_now()
         deliveries = {
             channel: Delivery(status="pending", updated_at=now)
@@ -100,10 +106,13 @@ class PublicationService:
         self.store.create_publication(publication)
         pending: list[str] = [channel for channel, delivery in deliveries.items() if delivery.status == "pending"]
         if not pending:
-            self.store.finish_if_settled(commune, publication.id)
+            final = self.store.finish_if_settled(commune, publication.id)
+            emit(self.events, [publication_finished(commune, publication.id, final)])
             return self.get_publication(commune, publication.id)
         self._fan_out(FanoutMessage(commune=commune, publication_id=publication.id), pending)
         self._meter_publication(commune, publication.id)
+        if over_budget:
+            self._budget_reached(commune, publication.id)
         logger.info("publication accepted", extra={"publication_id": publication.id, "channels": pending})
         return self.get_publication(commune, publication.id)
 
@@ -129,6 +138,21 @@ class PublicationService:
             f"Cette publication coûterait {cost} € TTC ; il reste {remaining} € sur le budget du mois ({budget} €).",
             extensions={"cost_estimate_eur": float(cost), "remaining_budget_eur": float(remaining)},
         )
+
+    def _budget_reached(self, commune: str, publication_id: str) -> None:
+        """usage.budget_reached, once per commune and month: the first publication sent over budget claims it
+        (one conditional write, only on this already exceptional path)."""
+        month = billing_month(utc_now())
+        try:
+            if not self.store.claim_budget_event(commune, month):
+                return
+            budget = self.store.budget(commune)
+            spent = self.prices().with_vat(self.store.month_amount_ht(commune, month))
+            event = budget_reached(commune, month, publication_id, float(budget or 0), float(spent))
+            if not emit(self.events, [event]):
+                self.store.release_budget_event(commune, month)
+        except Exception:  # the publication is out: a status event never fails it
+            logger.exception("usage.budget_reached not emitted", extra={"commune": commune})
 
     def _meter_publication(self, commune: str, publication_id: str) -> None:
         prices = self.prices()
@@ -232,8 +256,14 @@ class PublicationService:
                     message="La diffusion n'a pas pu démarrer : republiez dans quelques minutes.",
                     provider_message=str(failure)[:500],
                 )
-                for channel in channels:
-                    fail_undeliverable(self.store, message.commune, message.publication_id, channel, error)
+                notices = [
+                    notice
+                    for channel in channels
+                    for notice in fail_undeliverable(
+                        self.store, message.commune, message.publication_id, channel, error
+                    )
+                ]
+                emit(self.events, notices)
             raise Unavailable(
                 f"La publication {message.publication_id} n'a pas pu être transmise aux canaux : "
                 "réessayez dans quelques minutes."
@@ -400,8 +430,8 @@ class PublicationService:
             )
             result = build_adapter(channel, record.settings, credentials, self.http()).check()
         except PermanentChannelError as refused:
-            if refused.code == "needs_reconnect":
-                self.store.set_reconnect_reason(commune, channel, refused.message)
+            if refused.code == "needs_reconnect" and self.store.set_reconnect_reason(commune, channel, refused.message):
+                emit(self.events, [channel_needs_reconnect(commune, channel, refused.message, None)])
             return ChannelCheck(ok=False, message=refused.message)
         except ChannelError as unavailable:
             return ChannelCheck(ok=False, message=unavailable.message)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from crieur import aws
+from crieur.eventhooks.model import EndpointAttempt, EventDeliveryRecord, EventEndpointRecord
 from crieur.inbound.model import InboundSourceRecord, SealedSecret
 from crieur.models import (
     ChannelName,
@@ -211,12 +212,16 @@ class Store:
             reconnect_reason=str(item["reconnect_reason"]) if item.get("reconnect_reason") else None,
         )
 
-    def set_reconnect_reason(self, commune: str, channel: str, reason: str | None) -> None:
-        """Marks (or, with None, clears) a channel whose credentials the provider refused."""
+    def set_reconnect_reason(self, commune: str, channel: str, reason: str | None) -> bool:
+        """Marks (or, with None, clears) a channel whose credentials the provider refused.
+
+        True when this call changed the mark (a channel newly marked, or a mark cleared): the
+        channel.needs_reconnect event is emitted once per marking, not for every refusal."""
         try:
-            self.table.update_item(
+            old = self.table.update_item(
                 Key={"pk": _commune_pk(commune), "sk": f"CH#{channel}"},
                 ConditionExpression="attribute_exists(pk)",
+                ReturnValues="UPDATED_OLD",
                 **(
                     {
                         "UpdateExpression": "SET reconnect_reason = :reason",
@@ -225,10 +230,12 @@ class Store:
                     if reason
                     else {"UpdateExpression": "REMOVE reconnect_reason"}
                 ),
-            )
+            ).get("Attributes", {})
         except ClientError as error:
             if not _conditional_failed(error):  # the channel was removed meanwhile: nothing to mark
                 raise
+            return False
+        return bool(reason) != bool(old.get("reconnect_reason"))
 
     def get_channel(self, commune: str, channel: ChannelName) -> ChannelRecord | None:
         item = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": f"CH#{channel}"}).get("Item")
@@ -816,6 +823,150 @@ class Store:
     def release_broadcast(self, commune: str, dedupe_key: str) -> None:
         """Forgets a claim whose publication could not be created, so the next tick tries again."""
         self.table.delete_item(Key={"pk": _commune_pk(commune), "sk": f"WX#{dedupe_key}"})
+
+    # --- outbound event webhooks (crieur.events, crieur.eventhooks) -------------------------------------
+    # `C#<commune>` / `EVT#<endpoint id>`: URL, event types, the KMS-sealed `whsec_` secret.
+    # `C#<commune>` / `EVM#<event id>`: one event's body and each endpoint's delivery state (expires: `ttl`).
+    # `C#<commune>` / `EVB#<yyyy-mm>`: usage.budget_reached was emitted for that month.
+
+    def create_event_endpoint(self, commune: str, endpoint: EventEndpointRecord) -> None:
+        try:
+            self.table.put_item(
+                Item={
+                    "pk": _commune_pk(commune),
+                    "sk": f"EVT#{endpoint.id}",
+                    "type": "event_endpoint",
+                    "id": endpoint.id,
+                    "url": endpoint.url,
+                    "events": list(endpoint.events),
+                    "secret": endpoint.secret_ciphertext,
+                    "created_at": endpoint.created_at.isoformat(),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                raise AlreadyExists(endpoint.id) from error
+            raise
+
+    def list_event_endpoints(self, commune: str) -> list[EventEndpointRecord]:
+        from boto3.dynamodb.conditions import Key
+
+        query: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with("EVT#"),
+            "ConsistentRead": True,
+        }
+        found: list[EventEndpointRecord] = []
+        while True:
+            page = self.table.query(**query)
+            found += [self._event_endpoint(item) for item in page["Items"]]
+            if "LastEvaluatedKey" not in page:
+                return found
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @staticmethod
+    def _event_endpoint(item: dict[str, Any]) -> EventEndpointRecord:
+        secret = item["secret"]
+        return EventEndpointRecord(
+            id=str(item["id"]),
+            url=str(item["url"]),
+            events=tuple(str(name) for name in item["events"]),
+            secret_ciphertext=bytes(secret.value if hasattr(secret, "value") else secret),
+            created_at=datetime.fromisoformat(str(item["created_at"])),
+        )
+
+    def delete_event_endpoint(self, commune: str, endpoint_id: str) -> bool:
+        old = self.table.delete_item(
+            Key={"pk": _commune_pk(commune), "sk": f"EVT#{endpoint_id}"}, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        return old is not None
+
+    def event_delivery(self, commune: str, event_id: str) -> EventDeliveryRecord | None:
+        item: dict[str, Any] | None = self.table.get_item(
+            Key={"pk": _commune_pk(commune), "sk": f"EVM#{event_id}"}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return EventDeliveryRecord(
+            event_id=event_id,
+            type=str(item["event_type"]),
+            body=str(item["body"]),
+            endpoints={str(key): self._endpoint_attempt(value) for key, value in item.get("endpoints", {}).items()},
+        )
+
+    @staticmethod
+    def _endpoint_attempt(value: dict[str, Any]) -> EndpointAttempt:
+        return EndpointAttempt(
+            state=value["state"],
+            attempts=int(str(value.get("attempts", 0))),
+            status_code=int(str(value["status_code"])) if value.get("status_code") is not None else None,
+            error=str(value["error"]) if value.get("error") else None,
+            at=datetime.fromisoformat(str(value["at"])) if value.get("at") else None,
+        )
+
+    @staticmethod
+    def _endpoint_attempt_item(attempt: EndpointAttempt) -> dict[str, Any]:
+        return {
+            "state": attempt.state,
+            "attempts": attempt.attempts,
+            **({"status_code": attempt.status_code} if attempt.status_code is not None else {}),
+            **({"error": attempt.error} if attempt.error else {}),
+            **({"at": attempt.at.isoformat()} if attempt.at else {}),
+        }
+
+    def start_event_delivery(self, commune: str, delivery: EventDeliveryRecord, expires_at: int) -> EventDeliveryRecord:
+        """Records an event's body and target endpoints the first time; the record already there otherwise
+        (a duplicate message of the same event got there first)."""
+        try:
+            self.table.put_item(
+                Item={
+                    "pk": _commune_pk(commune),
+                    "sk": f"EVM#{delivery.event_id}",
+                    "type": "event_delivery",
+                    "event_type": delivery.type,
+                    "body": delivery.body,
+                    "endpoints": {
+                        key: self._endpoint_attempt_item(attempt) for key, attempt in delivery.endpoints.items()
+                    },
+                    "ttl": expires_at,
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            existing = self.event_delivery(commune, delivery.event_id)
+            if existing is not None:
+                return existing
+            raise
+        return delivery
+
+    def record_event_attempt(self, commune: str, event_id: str, endpoint_id: str, attempt: EndpointAttempt) -> None:
+        """One endpoint's state for one event (the others' are untouched: two workers may write side by side)."""
+        self.table.update_item(
+            Key={"pk": _commune_pk(commune), "sk": f"EVM#{event_id}"},
+            UpdateExpression="SET #endpoints.#endpoint = :attempt",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#endpoints": "endpoints", "#endpoint": endpoint_id},
+            ExpressionAttributeValues={":attempt": self._endpoint_attempt_item(attempt)},
+        )
+
+    def claim_budget_event(self, commune: str, month: str) -> bool:
+        """True once per commune and month: the first publication sent over budget emits usage.budget_reached."""
+        try:
+            self.table.put_item(
+                Item={"pk": _commune_pk(commune), "sk": f"EVB#{month}", "created_at": utc_now().isoformat()},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def release_budget_event(self, commune: str, month: str) -> None:
+        """Forgets a claim whose event could not be queued, so the next publication over budget tries again."""
+        self.table.delete_item(Key={"pk": _commune_pk(commune), "sk": f"EVB#{month}"})
 
     # --- retraction -------------------------------------------------------------------------------------
 
