@@ -780,11 +780,11 @@ class Store:
             }
         )
 
-    def claim_broadcast(self, commune: str, dedupe_key: str) -> bool:
-        """True once per (commune, vigilance event): a re-run or a second source never broadcasts twice."""
+    def _claim_once(self, commune: str, sort_key: str) -> bool:
+        """True for the first caller only: a marker item written if absent."""
         try:
             self.table.put_item(
-                Item={"pk": _commune_pk(commune), "sk": f"WX#{dedupe_key}", "created_at": utc_now().isoformat()},
+                Item={"pk": _commune_pk(commune), "sk": sort_key, "created_at": utc_now().isoformat()},
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except ClientError as error:
@@ -792,6 +792,10 @@ class Store:
                 return False
             raise
         return True
+
+    def claim_broadcast(self, commune: str, dedupe_key: str) -> bool:
+        """True once per (commune, vigilance event): a re-run or a second source never broadcasts twice."""
+        return self._claim_once(commune, f"WX#{dedupe_key}")
 
     def record_broadcast(self, commune: str, dedupe_key: str, alert_key: str, publication_id: str) -> None:
         """Which publication a claimed broadcast became, so that the end of the vigilance can retract it."""
@@ -953,16 +957,7 @@ class Store:
 
     def claim_budget_event(self, commune: str, month: str) -> bool:
         """True once per commune and month: the first publication sent over budget emits usage.budget_reached."""
-        try:
-            self.table.put_item(
-                Item={"pk": _commune_pk(commune), "sk": f"EVB#{month}", "created_at": utc_now().isoformat()},
-                ConditionExpression="attribute_not_exists(pk)",
-            )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
+        return self._claim_once(commune, f"EVB#{month}")
 
     def release_budget_event(self, commune: str, month: str) -> None:
         """Forgets a claim whose event could not be queued, so the next publication over budget tries again."""
