@@ -90,6 +90,23 @@ class Store:
     def table(self) -> Table:
         return aws.dynamodb().Table(self.table_name)
 
+    def _query_all(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every item a query matches, page after page."""
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.table.query(**query)
+            items += page["Items"]
+            if "LastEvaluatedKey" not in page:
+                return items
+            query = {**query, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def _commune_items(self, commune: str, prefix: str, *, consistent: bool = False) -> list[dict[str, Any]]:
+        """A commune's items of one kind (their sort keys start with `prefix`)."""
+        from boto3.dynamodb.conditions import Key
+
+        condition = Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with(prefix)
+        return self._query_all({"KeyConditionExpression": condition, "ConsistentRead": consistent})
+
     def _transact(self, items: list[dict[str, Any]]) -> None:
         aws.dynamodb().meta.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
 
@@ -242,12 +259,7 @@ class Store:
         return self._channel_record(item) if item else None
 
     def list_channels(self, commune: str) -> list[ChannelRecord]:
-        from boto3.dynamodb.conditions import Key
-
-        items = self.table.query(
-            KeyConditionExpression=Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with("CH#")
-        )["Items"]
-        return [self._channel_record(item) for item in items]
+        return [self._channel_record(item) for item in self._commune_items(commune, "CH#")]
 
     def delete_channel(self, commune: str, channel: ChannelName) -> bool:
         old = self.table.delete_item(
@@ -679,19 +691,7 @@ class Store:
         return Decimal(str(item.get("amount_ht", 0))) if item else Decimal(0)
 
     def usage_lines(self, commune: str, month: str) -> list[dict[str, Any]]:
-        from boto3.dynamodb.conditions import Key
-
-        query: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with(f"UL#{month}#"),
-            "ConsistentRead": True,
-        }
-        lines: list[dict[str, Any]] = []
-        while True:
-            page = self.table.query(**query)
-            lines += page["Items"]
-            if "LastEvaluatedKey" not in page:
-                return lines
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._commune_items(commune, f"UL#{month}#", consistent=True)
 
     def set_budget(self, commune: str, monthly_eur: Decimal | None) -> None:
         """A commune's monthly budget (TTC); None removes it."""
@@ -750,17 +750,8 @@ class Store:
     def weather_subscribers(self, departement: str) -> list[tuple[str, WeatherAlertSettings]]:
         from boto3.dynamodb.conditions import Key
 
-        query: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(f"WOPT#{departement}")}
-        found: list[tuple[str, WeatherAlertSettings]] = []
-        while True:
-            page = self.table.query(**query)
-            found += [
-                (str(item["commune"]), WeatherAlertSettings.model_validate_json(str(item["doc"])))
-                for item in page["Items"]
-            ]
-            if "LastEvaluatedKey" not in page:
-                return found
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = self._query_all({"KeyConditionExpression": Key("pk").eq(f"WOPT#{departement}")})
+        return [(str(item["commune"]), WeatherAlertSettings.model_validate_json(str(item["doc"]))) for item in items]
 
     def weather_state(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
         """The national vigilance state (stored alerts) and the last document seen per source."""
@@ -807,22 +798,11 @@ class Store:
 
     def broadcasts_of(self, commune: str, alert_keys: set[str]) -> list[str]:
         """The publications a commune broadcast for these alerts (the alert, its upgrades and updates)."""
-        from boto3.dynamodb.conditions import Key
-
-        query: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with("WX#")
-        }
-        found: list[str] = []
-        while True:
-            page = self.table.query(**query)
-            found += [
-                str(item["publication_id"])
-                for item in page["Items"]
-                if item.get("alert_key") in alert_keys and item.get("publication_id")
-            ]
-            if "LastEvaluatedKey" not in page:
-                return found
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [
+            str(item["publication_id"])
+            for item in self._commune_items(commune, "WX#")
+            if item.get("alert_key") in alert_keys and item.get("publication_id")
+        ]
 
     def release_broadcast(self, commune: str, dedupe_key: str) -> None:
         """Forgets a claim whose publication could not be created, so the next tick tries again."""
@@ -854,19 +834,7 @@ class Store:
             raise
 
     def list_event_endpoints(self, commune: str) -> list[EventEndpointRecord]:
-        from boto3.dynamodb.conditions import Key
-
-        query: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with("EVT#"),
-            "ConsistentRead": True,
-        }
-        found: list[EventEndpointRecord] = []
-        while True:
-            page = self.table.query(**query)
-            found += [self._event_endpoint(item) for item in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                return found
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [self._event_endpoint(item) for item in self._commune_items(commune, "EVT#", consistent=True)]
 
     @staticmethod
     def _event_endpoint(item: dict[str, Any]) -> EventEndpointRecord:
@@ -1086,18 +1054,7 @@ class Store:
         return _inbound_source(item) if item else None
 
     def list_inbound_sources(self, commune: str) -> list[InboundSourceRecord]:
-        from boto3.dynamodb.conditions import Key
-
-        query: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with("SRC#")
-        }
-        found: list[InboundSourceRecord] = []
-        while True:
-            page = self.table.query(**query)
-            found += [_inbound_source(item) for item in page["Items"]]
-            if "LastEvaluatedKey" not in page:
-                return found
-            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [_inbound_source(item) for item in self._commune_items(commune, "SRC#")]
 
     def replace_inbound_secrets(
         self, commune: str, source_id: str, secrets: tuple[SealedSecret, ...], version: int
