@@ -26,6 +26,8 @@ EXPECTED_CHANNELS = {
     "InstagramChannel": "instagram",
     "XChannel": "x",
     "BlueskyChannel": "bluesky",
+    "WordpressChannel": "wordpress",
+    "PushChannel": "push",
 }
 
 

@@ -9,6 +9,8 @@ from infra.local.imitations.facebook import FacebookImitation
 from infra.local.imitations.instagram import InstagramImitation
 from infra.local.imitations.meteoalarm import MeteoAlarmImitation
 from infra.local.imitations.meteofrance import MeteoFranceImitation
+from infra.local.imitations.push import PushImitation
+from infra.local.imitations.wordpress import WordpressImitation
 from infra.local.imitations.x import XImitation
 
 if TYPE_CHECKING:
@@ -19,6 +21,8 @@ IMITATIONS: list[type[Imitation]] = [
     InstagramImitation,
     XImitation,
     BlueskyImitation,
+    WordpressImitation,
+    PushImitation,
     MeteoFranceImitation,
     MeteoAlarmImitation,
 ]

@@ -12,7 +12,9 @@ from crieur.channels.bluesky import BlueskyChannel
 from crieur.channels.facebook import FacebookChannel
 from crieur.channels.instagram import InstagramChannel
 from crieur.channels.mastodon import MastodonChannel
+from crieur.channels.push import PushChannel
 from crieur.channels.webhook import WebhookChannel
+from crieur.channels.wordpress import WordpressChannel
 from crieur.channels.x import XChannel
 from crieur.media import MediaFetcher
 from crieur.models import ChannelName
@@ -22,7 +24,9 @@ ADAPTERS: dict[ChannelName, type[Channel[Any, Any]]] = {
     "facebook": FacebookChannel,
     "instagram": InstagramChannel,
     "mastodon": MastodonChannel,
+    "push": PushChannel,
     "webhook": WebhookChannel,
+    "wordpress": WordpressChannel,
     "x": XChannel,
 }
 
