@@ -25,7 +25,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crieur import config, idempotency
 from crieur.billing import billing_month, price_list
 from crieur.channels.base import ChannelCheck
+from crieur.channels.webpush import WebPushSubscriptionRequest, WebPushUnsubscribeRequest
 from crieur.errors import CrieurError, Unauthenticated
+from crieur.errors import NotFound as CrieurNotFound
 from crieur.eventhooks.model import EventEndpointList, EventEndpointRequest, NewEventEndpoint
 from crieur.eventhooks.service import EventEndpoints
 from crieur.inbound.model import (
@@ -416,6 +418,59 @@ def receive_inbound(
         body=publication,
         headers={"Location": f"/v1/publications/{publication.id}"},
     )
+
+
+# --- the website channel's public files (crieur.channels.website), no API key ------------------------------
+
+
+@app.get("/public/<insee>/<name>", security=[{}], responses={404: {"description": "Fichier inconnu"}})
+def public_file(insee: str, name: str) -> Response[str]:
+    """Les flux (Atom, RSS, JSON Feed), l'agenda iCalendar, les alertes CAP et le widget de la commune."""
+    from crieur.channels.website import CONTENT_TYPES, read_public
+    from crieur.models import INSEE_PATTERN
+
+    if name not in CONTENT_TYPES or not INSEE_PATTERN.match(insee):
+        return problem(404, "Introuvable", f"Aucune ressource {app.current_event.path}.")
+    body = read_public(insee, name)
+    if body is None:
+        return problem(404, "Introuvable", "La commune n'a encore rien publié sur son site Crieur.")
+    headers = {"Cache-Control": "public, max-age=60", "X-Content-Type-Options": "nosniff"}
+    return Response(200, CONTENT_TYPES[name], body.decode(), headers=headers)
+
+
+# --- Web Push subscriptions of the commune's website (crieur.channels.webpush), no API key -----------------
+
+
+@app.get("/public/<insee>/webpush/key", security=[{}], responses={404: {"description": "Canal non configuré"}})
+def webpush_key(insee: Annotated[str, Path(max_length=5)]) -> dict[str, str]:
+    """La clé publique VAPID (applicationServerKey, base64url) que la page passe à pushManager.subscribe."""
+    from crieur.channels.webpush import commune_public_key
+
+    key = commune_public_key(config.store(), config.vault(), insee)
+    if key is None:
+        raise CrieurNotFound("Les notifications du site ne sont pas configurées pour cette commune.")
+    return {"publicKey": key}
+
+
+@app.post("/public/<insee>/webpush/subscriptions", security=[{}], responses={201: {"description": "Abonné"}})
+def webpush_subscribe(
+    insee: Annotated[str, Path(max_length=5)], request: WebPushSubscriptionRequest
+) -> Response[dict[str, Any]]:
+    """Enregistre l'abonnement d'un navigateur (PushSubscription et catégories choisies, aucune : toutes)."""
+    from crieur.channels.webpush import subscribe
+
+    subscription_id, created = subscribe(config.store(), insee, request)
+    body = {"id": subscription_id, "categories": sorted(set(request.categories))}
+    return Response(status_code=201 if created else 200, content_type="application/json", body=body)
+
+
+@app.delete("/public/<insee>/webpush/subscriptions", security=[{}], responses={204: {"description": "Désabonné"}})
+def webpush_unsubscribe(insee: Annotated[str, Path(max_length=5)], request: WebPushUnsubscribeRequest) -> Response[str]:
+    """Retire l'abonnement d'un navigateur (corps : {"endpoint": …})."""
+    from crieur.channels.webpush import unsubscribe
+
+    unsubscribe(config.store(), insee, request)
+    return Response(status_code=204, content_type="application/json", body="")
 
 
 @logger.inject_lambda_context

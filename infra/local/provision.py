@@ -14,6 +14,7 @@ Nothing here knows a logical id or a channel: a new channel block in template.ya
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -464,7 +465,7 @@ class Provisioner:
         )
         self._clients: dict[str, Any] = {
             name: session.client(name, endpoint_url=endpoint_url)
-            for name in ("dynamodb", "sns", "sqs", "kms", "sts", "scheduler")
+            for name in ("dynamodb", "sns", "sqs", "kms", "sts", "scheduler", "s3")
         }
         self.account_id = str(self._clients["sts"].get_caller_identity()["Account"])
         self.deployment = Deployment(stack_name, region, self.account_id, endpoint_url)
@@ -480,6 +481,7 @@ class Provisioner:
             "AWS::SQS::QueuePolicy": self._sqs_queue_policy,
             "AWS::KMS::Key": self._kms_key,
             "AWS::KMS::Alias": self._kms_alias,
+            "AWS::S3::Bucket": self._s3_bucket,
             "AWS::Scheduler::ScheduleGroup": self._schedule_group,
             "AWS::Scheduler::Schedule": self._schedule,
             "AWS::Lambda::LayerVersion": self._lambda_layer,
@@ -834,6 +836,17 @@ class Provisioner:
         props = stack.resolve(raw)
         self.client("kms").create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
         return ProvisionedResource(logical_id, "AWS::KMS::Alias", props["AliasName"], {}, props)
+
+    def _s3_bucket(self, stack: _Stack, logical_id: str, raw: dict[str, Any], _: Any) -> ProvisionedResource:
+        """Created in moto, private; encryption and public-access settings are only recorded."""
+        props = stack.resolve(raw)
+        name = props.get("BucketName") or physical_name(stack.name, logical_id, 63).lower()
+        s3 = self.client("s3")
+        with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):  # provisioned again into the same moto
+            s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region})
+        arn = f"arn:aws:s3:::{name}"
+        attributes = {"Arn": arn, "DomainName": f"{name}.s3.amazonaws.com"}
+        return ProvisionedResource(logical_id, "AWS::S3::Bucket", name, attributes, props)
 
     def _schedule_group(self, stack: _Stack, logical_id: str, raw: dict[str, Any], _: Any) -> ProvisionedResource:
         """Created in moto (which stores schedules but never fires them: the local clock does)."""

@@ -7,6 +7,7 @@ translated to plain CloudFormation with aws-sam-translator, the way the local st
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,6 +29,8 @@ EXPECTED_CHANNELS = {
     "BlueskyChannel": "bluesky",
     "WordpressChannel": "wordpress",
     "PushChannel": "push",
+    "WebpushChannel": "webpush",
+    "WebsiteChannel": "website",
 }
 
 
@@ -193,6 +196,10 @@ def test_routes_and_their_auth(main: dict[str, Any]) -> None:
         "Docs": ("GET", "/v1/docs", "NONE"),
         "Inbound": ("POST", "/v1/inbound/{commune}/{source}", "NONE"),  # the signature is the auth
         "V1": ("ANY", "/v1/{proxy+}", "default"),
+        "PublicFiles": ("GET", "/public/{commune}/{file}", "NONE"),  # feeds and widget, public
+        "WebpushKey": ("GET", "/public/{commune}/webpush/key", "NONE"),  # browsers, no API key
+        "WebpushSubscribe": ("POST", "/public/{commune}/webpush/subscriptions", "NONE"),
+        "WebpushUnsubscribe": ("DELETE", "/public/{commune}/webpush/subscriptions", "NONE"),
     }
     for event in events.values():
         assert event["Type"] == "HttpApi"
@@ -221,7 +228,11 @@ def test_functions(main: dict[str, Any]) -> None:
         "CRIEUR_SCHEDULER_ROLE_ARN": {"Fn::GetAtt": ["SchedulerRole", "Arn"]},
         "CRIEUR_SCHEDULE_DLQ_ARN": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]},
         "CRIEUR_EVENTS_QUEUE_URL": {"Ref": "EventsQueue"},
+        "CRIEUR_PUBLIC_BUCKET": {"Ref": "PublicBucket"},
     }
+    bucket = main["Resources"]["PublicBucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())  # private: served only through the API
 
 
 def test_channels_are_nested_applications(main: dict[str, Any], channel: dict[str, Any]) -> None:
@@ -321,8 +332,17 @@ def _function_statements(template: dict[str, Any]) -> dict[str, list[dict[str, A
         policies = res["Properties"].get("Policies", [])
         # Inline documents only: no managed policy names nor SAM policy templates (too broad).
         assert all(isinstance(p, dict) and set(p) <= {"Version", "Statement"} for p in policies), name
-        out[name] = [s for p in policies for s in p["Statement"]]
+        out[name] = [_unconditional(s) for p in policies for s in p["Statement"]]
     return out
+
+
+def _unconditional(statement: dict[str, Any]) -> dict[str, Any]:
+    """A statement granted only under a condition (`Fn::If` [condition, statement, AWS::NoValue])."""
+    if "Fn::If" in statement:
+        _, granted, otherwise = statement["Fn::If"]
+        assert otherwise == {"Ref": "AWS::NoValue"}
+        return dict(granted)
+    return statement
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -337,7 +357,11 @@ def _wildcard_ok(resource: Any) -> bool:
         return True
     if text.count("*") != 1:
         return False
-    return (text.endswith("/index/*") and "Arn}" in text) or text.endswith(":schedule/${ScheduleGroup}/pub-*")
+    return (
+        (text.endswith("/index/*") and "Arn}" in text)
+        or text.endswith(":schedule/${ScheduleGroup}/pub-*")
+        or text in ("${PublicBucket.Arn}/*", "arn:${AWS::Partition}:s3:::${PublicBucketName}/*")  # its objects
+    )
 
 
 @pytest.mark.parametrize("which", ["main", "channel"])
@@ -386,6 +410,13 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "iam:PassRole",
         "kms:Encrypt",
         "kms:Decrypt",
+        "s3:GetObject",  # GET /public/{commune}/{file}
+        "s3:ListBucket",  # a missing file is a 404, not a 403
+    }
+    public_reads = [s for s in main_stmts["ApiFunction"] if str(s["Action"]).startswith("s3:")]
+    assert {json.dumps(s["Resource"]) for s in public_reads} == {
+        json.dumps({"Fn::Sub": "${PublicBucket.Arn}/*"}),
+        json.dumps({"Fn::GetAtt": ["PublicBucket", "Arn"]}),
     }
     # The API decrypts only to test a channel's credentials, and never without the encryption context.
     (sealing,) = [s for s in main_stmts["ApiFunction"] if "kms:Encrypt" in _as_list(s["Action"])]
@@ -439,12 +470,27 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",
         "dynamodb:PutItem",
+        "dynamodb:DeleteItem",  # Web Push subscriptions that are gone
         "dynamodb:Query",
         "kms:Decrypt",
         "sqs:ChangeMessageVisibility",
         "sqs:SendMessage",  # status events
         "ssm:GetParameter",  # the price list, when the deployment has its own
+        "s3:GetObject",  # the website channel only (below)
+        "s3:PutObject",
+        "s3:ListBucket",
     }
+    # Only a stack given PublicBucketName (the website channel) gets S3 rights, on that bucket only.
+    raw = channel["Resources"]["DeliverFunction"]["Properties"]["Policies"][0]["Statement"]
+    conditional = [s for s in raw if "Fn::If" in s]
+    assert {s["Fn::If"][0] for s in conditional} == {"HasPublicBucket"}
+    assert {a for s in conditional for a in _as_list(s["Fn::If"][1]["Action"])} == {
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:ListBucket",
+    }
+    assert channel["Conditions"]["HasPublicBucket"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PublicBucketName"}, ""]}]}
+    assert channel["Parameters"]["PublicBucketName"]["Default"] == ""
     (decrypt,) = [s for s in deliver if s["Action"] == "kms:Decrypt"]
     assert decrypt["Resource"] == {"Ref": "CredentialsKeyArn"}
     assert decrypt["Condition"] == {"StringEquals": {"kms:EncryptionContext:channel": {"Ref": "Channel"}}}
@@ -569,6 +615,7 @@ def test_main_template_translates(main: dict[str, Any]) -> None:
     for public in ("/v1/health", "/v1/openapi.json", "/v1/docs"):
         assert paths[public]["get"]["security"] == [{"NONE": []}], public
     assert paths["/v1/inbound/{commune}/{source}"]["post"]["security"] == [{"NONE": []}]
+    assert paths["/public/{commune}/{file}"]["get"]["security"] == [{"NONE": []}]
     assert paths["/v1/{proxy+}"]["x-amazon-apigateway-any-method"]["security"] == [{"CommuneKey": []}]
 
 

@@ -10,6 +10,7 @@ from infra.local.imitations.instagram import InstagramImitation
 from infra.local.imitations.meteoalarm import MeteoAlarmImitation
 from infra.local.imitations.meteofrance import MeteoFranceImitation
 from infra.local.imitations.push import PushImitation
+from infra.local.imitations.webpush import WebpushImitation
 from infra.local.imitations.wordpress import WordpressImitation
 from infra.local.imitations.x import XImitation
 
@@ -23,6 +24,7 @@ IMITATIONS: list[type[Imitation]] = [
     BlueskyImitation,
     WordpressImitation,
     PushImitation,
+    WebpushImitation,
     MeteoFranceImitation,
     MeteoAlarmImitation,
 ]

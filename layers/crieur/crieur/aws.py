@@ -48,7 +48,13 @@ def scheduler() -> EventBridgeSchedulerClient:
     return session().client("scheduler")  # type: ignore[no-any-return]
 
 
+@cache
+def s3() -> Any:
+    """The public bucket's client (the website channel and GET /public/...)."""
+    return session().client("s3")
+
+
 def reset() -> None:
     """Forget every client (tests switch endpoints between cases)."""
-    for factory in (session, dynamodb, sns, sqs, kms, scheduler):
+    for factory in (session, dynamodb, sns, sqs, kms, scheduler, s3):
         factory.cache_clear()

@@ -400,7 +400,12 @@ class PublicationService:
             except ValidationError as invalid:
                 problems += field_errors(invalid.errors(), ("credentials",))
         existing = self.store.get_channel(commune, channel)
-        if request.credentials is None and (existing is None or existing.credentials_ciphertext is None):
+        needs_credentials = bool(adapter.credentials_model.model_fields)  # website: hosted, nothing to connect
+        if (
+            needs_credentials
+            and request.credentials is None
+            and (existing is None or existing.credentials_ciphertext is None)
+        ):
             problems.append(("credentials", "Identifiants obligatoires à la première configuration du canal."))
         if problems:
             raise InvalidInput(problems)

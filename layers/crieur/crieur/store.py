@@ -34,6 +34,8 @@ from crieur.models import (
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
+    from crieur.channels.webpush import Subscription
+
 ClaimOutcome = Literal["claimed", "final", "busy", "missing"]
 Outcome = Literal["sent", "failed", "skipped"]
 
@@ -1078,6 +1080,68 @@ class Store:
             Key={"pk": _commune_pk(commune), "sk": f"SRC#{source_id}"}, ReturnValues="ALL_OLD"
         ).get("Attributes")
         return old is not None
+
+    # --- web push subscriptions (crieur.channels.webpush) -----------------------------------------------
+    # `C#<commune>` / `WPS#<sha256(endpoint)>`: one browser's subscription (the same browser again: the
+    # same item). `C#<commune>` / `WPD#<publication>#<sha>`: that subscription is done for the
+    # publication (delivered, removed or refused), so a retried delivery skips it (expires: `ttl`).
+
+    def put_webpush_subscription(
+        self, commune: str, subscription_id: str, *, endpoint: str, p256dh: str, auth: str, categories: list[str]
+    ) -> bool:
+        """Stores (or replaces) a subscription; True when it is new."""
+        old = self.table.put_item(
+            Item={
+                "pk": _commune_pk(commune),
+                "sk": f"WPS#{subscription_id}",
+                "type": "webpush_subscription",
+                "endpoint": endpoint,
+                "p256dh": p256dh,
+                "auth": auth,
+                "categories": list(categories),
+                "updated_at": utc_now().isoformat(),
+            },
+            ReturnValues="ALL_OLD",
+        ).get("Attributes")
+        return old is None
+
+    def delete_webpush_subscription(self, commune: str, subscription_id: str) -> bool:
+        old = self.table.delete_item(
+            Key={"pk": _commune_pk(commune), "sk": f"WPS#{subscription_id}"}, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        return old is not None
+
+    def webpush_subscriptions(self, commune: str) -> list[Subscription]:
+        from crieur.channels.webpush import Subscription
+
+        return [
+            Subscription(
+                id=str(item["sk"]).removeprefix("WPS#"),
+                endpoint=str(item["endpoint"]),
+                p256dh=str(item["p256dh"]),
+                auth=str(item["auth"]),
+                categories=tuple(str(category) for category in item.get("categories") or []),
+            )
+            for item in self._commune_items(commune, "WPS#")
+        ]
+
+    def webpush_progress(self, commune: str, publication_id: str) -> dict[str, str]:
+        """Subscription id → what became of it for this publication (delivered, removed, refused)."""
+        prefix = f"WPD#{publication_id}#"
+        return {
+            str(item["sk"]).removeprefix(prefix): str(item["progress"])
+            for item in self._commune_items(commune, prefix, consistent=True)
+        }
+
+    def mark_webpush_progress(self, commune: str, publication_id: str, subscription_id: str, progress: str) -> None:
+        self.table.put_item(
+            Item={
+                "pk": _commune_pk(commune),
+                "sk": f"WPD#{publication_id}#{subscription_id}",
+                "progress": progress,
+                "ttl": int(time.time()) + 30 * 24 * 3600,
+            }
+        )
 
 
 def _sealed_items(secrets: tuple[SealedSecret, ...]) -> list[dict[str, Any]]:

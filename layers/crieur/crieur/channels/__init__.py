@@ -14,6 +14,8 @@ from crieur.channels.instagram import InstagramChannel
 from crieur.channels.mastodon import MastodonChannel
 from crieur.channels.push import PushChannel
 from crieur.channels.webhook import WebhookChannel
+from crieur.channels.webpush import WebpushChannel
+from crieur.channels.website import WebsiteChannel
 from crieur.channels.wordpress import WordpressChannel
 from crieur.channels.x import XChannel
 from crieur.media import MediaFetcher
@@ -26,6 +28,8 @@ ADAPTERS: dict[ChannelName, type[Channel[Any, Any]]] = {
     "mastodon": MastodonChannel,
     "push": PushChannel,
     "webhook": WebhookChannel,
+    "webpush": WebpushChannel,
+    "website": WebsiteChannel,
     "wordpress": WordpressChannel,
     "x": XChannel,
 }
