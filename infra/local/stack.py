@@ -476,6 +476,11 @@ class LocalStack:
                         f"configuration du canal {channel} refusée / channel setup refused: "
                         f"{response.status_code} {response.text}"
                     )
+            # Its own hosted feeds and widget (no provider: Crieur serves them under /public/{commune}/).
+            response = client.put("/v1/channels/website", json={"enabled": True, "settings": {}})
+            if response.status_code != 200:
+                raise StackError(f"canal website / website channel: {response.status_code} {response.text}")
+            self.channel_targets["website"] = f"{self.api_url}/public/{self.demo_insee}/widget.html"
             # The demo commune relays its département's orange and red vigilance to every channel.
             response = client.put("/v1/alerts/weather", json={"enabled": True})
             if response.status_code != 200:
