@@ -15,6 +15,7 @@ import infra.local.sandbox
 from crieur.channels import push
 from crieur.channels.base import PermanentChannelError, RetractUnsupported, TransientChannelError
 from crieur.channels.push import PushChannel, PushCredentials, PushSettings
+from crieur.media import FetchedMedia
 from crieur.models import Publication
 from infra.local.imitations import push as imitation
 from infra.local.sandbox import Sandbox
@@ -233,7 +234,7 @@ def test_media_first_small_jpeg_kept_others_dropped(account: dict[str, str]) -> 
 
 def test_too_big_payload_drops_the_image_then_refuses(account: dict[str, str]) -> None:
     adapter = channel(account)
-    adapter.media.fetch = lambda medium: push.FetchedMedia(medium, jpeg(), "image/jpeg")  # type: ignore[method-assign]
+    adapter.media.fetch = lambda medium: FetchedMedia(medium, jpeg(), "image/jpeg")  # type: ignore[method-assign]
     long_link = "https://mairie.example.fr/" + "p" * 1500
     rendered = adapter.render(
         publication(

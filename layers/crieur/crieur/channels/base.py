@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from crieur.media import MediaFetcher
-from crieur.models import ChannelName, Publication
+from crieur.media import FetchedMedia, MediaFetcher, MediaUnavailable
+from crieur.models import ChannelName, Media, Publication
 from crieur.security import ForbiddenTarget
 
 
@@ -283,6 +283,18 @@ class Channel(ABC, Generic[SettingsT, CredentialsT]):
                 "missing_credentials", f"Identifiants {self.label} absents : configurez le canal."
             )
         return self._credentials
+
+    def fetch_media(self, medium: Media) -> FetchedMedia:
+        """The medium's bytes (fetched once per invocation): a host that is down is worth a retry
+        (TransientChannelError); a medium that cannot be used is a PermanentChannelError with the reason."""
+        try:
+            return self.media.fetch(medium)
+        except MediaUnavailable as unavailable:
+            if unavailable.transient:
+                raise TransientChannelError(
+                    "media_unavailable", f"{unavailable.reason} Nouvel essai automatique.", unavailable.reason
+                ) from unavailable
+            raise PermanentChannelError("media_unavailable", unavailable.reason, unavailable.reason) from unavailable
 
     def max_length(self) -> int | None:
         """The channel's text limit, as `measure` counts; None when it has none worth checking."""

@@ -22,7 +22,6 @@ from crieur.channels.base import (
     call_provider,
 )
 from crieur.channels.webhook import check_target_url
-from crieur.media import FetchedMedia, MediaUnavailable
 from crieur.models import Media, Publication
 from crieur.render.text import compose, weighted_length
 
@@ -170,7 +169,7 @@ class MastodonChannel(Channel[MastodonSettings, MastodonCredentials]):
                 "celle-ci n'est pas publiée."
             )
         try:
-            fetched = self._fetch(medium)
+            fetched = self.fetch_media(medium)
         except PermanentChannelError as unavailable:
             return unavailable.message
         if fetched.mime not in IMAGE_TYPES:
@@ -181,17 +180,6 @@ class MastodonChannel(Channel[MastodonSettings, MastodonCredentials]):
                 f"au plus {_weight(limits.image_size_limit)} : réduisez-la."
             )
         return None
-
-    def _fetch(self, medium: Media) -> FetchedMedia:
-        """The medium's bytes (fetched once per invocation); its host being down is worth a retry."""
-        try:
-            return self.media.fetch(medium)
-        except MediaUnavailable as unavailable:
-            if unavailable.transient:
-                raise TransientChannelError(
-                    "media_unavailable", f"{unavailable.reason} Nouvel essai automatique.", unavailable.reason
-                ) from unavailable
-            raise PermanentChannelError("media_unavailable", unavailable.reason, unavailable.reason) from unavailable
 
     # -- send ----------------------------------------------------------------------------------------------
 
@@ -222,7 +210,7 @@ class MastodonChannel(Channel[MastodonSettings, MastodonCredentials]):
 
     def _upload(self, item: dict[str, str]) -> str:
         """POST /api/v2/media with the image and its alt text; the attachment's id once Mastodon has processed it."""
-        fetched = self._fetch(Media.model_validate({"url": item["url"], "alt": item["alt"], "kind": "image"}))
+        fetched = self.fetch_media(Media.model_validate({"url": item["url"], "alt": item["alt"], "kind": "image"}))
         extension = IMAGE_TYPES.get(fetched.mime, "bin")
         request = self.http.build_request(
             "POST",

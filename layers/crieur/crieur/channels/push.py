@@ -37,12 +37,10 @@ from crieur.channels.base import (
     RenderedPost,
     RetractUnsupported,
     SentPost,
-    TransientChannelError,
     call_provider,
     provider_base_url,
 )
 from crieur.channels.webhook import check_target_url
-from crieur.media import FetchedMedia, MediaUnavailable
 from crieur.models import Media, Publication
 from crieur.render.text import nfc, truncate
 
@@ -277,7 +275,7 @@ class PushChannel(Channel[PushSettings, PushCredentials]):
         if already_kept:
             return "Une notification n'affiche qu'une image : seule la première est envoyée."
         try:
-            fetched = self._fetch(medium)
+            fetched = self.fetch_media(medium)
         except PermanentChannelError as unavailable:
             return unavailable.message
         if fetched.mime not in IMAGE_TYPES:
@@ -288,16 +286,6 @@ class PushChannel(Channel[PushSettings, PushCredentials]):
                 f"{_weight(MAX_IMAGE_BYTES)} : réduisez-la."
             )
         return None
-
-    def _fetch(self, medium: Media) -> FetchedMedia:
-        try:
-            return self.media.fetch(medium)
-        except MediaUnavailable as unavailable:
-            if unavailable.transient:
-                raise TransientChannelError(
-                    "media_unavailable", f"{unavailable.reason} Nouvel essai automatique.", unavailable.reason
-                ) from unavailable
-            raise PermanentChannelError("media_unavailable", unavailable.reason, unavailable.reason) from unavailable
 
     # -- the access token ----------------------------------------------------------------------------------
 

@@ -26,11 +26,9 @@ from crieur.channels.base import (
     PermanentChannelError,
     RenderedPost,
     SentPost,
-    TransientChannelError,
     call_provider,
 )
 from crieur.channels.webhook import check_target_url
-from crieur.media import FetchedMedia, MediaUnavailable
 from crieur.models import Category, Media, Publication
 from crieur.render.text import compose, nfc, truncate, url_spans
 
@@ -161,7 +159,7 @@ class WordpressChannel(Channel[WordpressSettings, WordpressCredentials]):
         if already_kept:
             return ONE_IMAGE_REASON
         try:
-            fetched = self._fetch(medium)
+            fetched = self.fetch_media(medium)
         except PermanentChannelError as unavailable:
             return unavailable.message
         if fetched.mime not in IMAGE_TYPES:
@@ -170,16 +168,6 @@ class WordpressChannel(Channel[WordpressSettings, WordpressCredentials]):
             size = f"{fetched.size / (1024 * 1024):.1f}".replace(".", ",")
             return f"L'image {medium.url} pèse {size} Mo ; Crieur envoie au plus 8 Mo à WordPress : réduisez-la."
         return None
-
-    def _fetch(self, medium: Media) -> FetchedMedia:
-        try:
-            return self.media.fetch(medium)
-        except MediaUnavailable as unavailable:
-            if unavailable.transient:
-                raise TransientChannelError(
-                    "media_unavailable", f"{unavailable.reason} Nouvel essai automatique.", unavailable.reason
-                ) from unavailable
-            raise PermanentChannelError("media_unavailable", unavailable.reason, unavailable.reason) from unavailable
 
     # -- HTTP ----------------------------------------------------------------------------------------------
 
@@ -244,7 +232,7 @@ class WordpressChannel(Channel[WordpressSettings, WordpressCredentials]):
 
     def _upload(self, item: dict[str, str]) -> int | None:
         """Uploads the image and sets its alt text; None when WordPress refuses the file (rest_upload_*)."""
-        fetched = self._fetch(Media.model_validate({"url": item["url"], "alt": item["alt"], "kind": "image"}))
+        fetched = self.fetch_media(Media.model_validate({"url": item["url"], "alt": item["alt"], "kind": "image"}))
         headers = {
             "Content-Type": fetched.mime,
             "Content-Disposition": f'attachment; filename="crieur.{IMAGE_TYPES.get(fetched.mime, "bin")}"',

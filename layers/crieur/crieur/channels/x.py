@@ -37,11 +37,10 @@ from crieur.channels.base import (
     PermanentChannelError,
     RenderedPost,
     SentPost,
-    TransientChannelError,
     call_provider,
     provider_base_url,
 )
-from crieur.media import FetchedMedia, MediaUnavailable
+from crieur.media import FetchedMedia
 from crieur.models import Media, Publication, utc_now
 from crieur.render.text import compose, truncate
 from crieur.render.x import INVALID_CHARACTERS, MAX_LENGTH, url_spans, weighted_length
@@ -218,7 +217,7 @@ class XChannel(Channel[XSettings, XCredentials]):
         if kept >= MAX_IMAGES:
             return f"X accepte au plus {MAX_IMAGES} images par publication : celle-ci n'est pas jointe."
         try:
-            image = self._fetch(media)
+            image = self.fetch_media(media)
         except PermanentChannelError as unavailable:
             return unavailable.message
         if image.size > MAX_IMAGE_BYTES:
@@ -227,16 +226,6 @@ class XChannel(Channel[XSettings, XCredentials]):
         if image.mime in ("image/gif", "image/webp") and _animated(image):
             return "Les images animées ne sont pas encore envoyées sur X par Crieur : celle-ci n'est pas jointe."
         return None
-
-    def _fetch(self, media: Media) -> FetchedMedia:
-        try:
-            return self.media.fetch(media)
-        except MediaUnavailable as unavailable:
-            if unavailable.transient:
-                raise TransientChannelError(
-                    "media_unavailable", f"{unavailable.reason} Nouvel essai automatique.", unavailable.reason
-                ) from unavailable
-            raise PermanentChannelError("media_unavailable", unavailable.reason, unavailable.reason) from unavailable
 
     # -- HTTP ---------------------------------------------------------------------------------------------
 
@@ -310,7 +299,7 @@ class XChannel(Channel[XSettings, XCredentials]):
 
     def _upload(self, image: dict[str, str]) -> str:
         """Simple upload of one image (POST /2/media/upload), then its alt text (POST /2/media/metadata)."""
-        fetched = self._fetch(Media.model_validate(image))
+        fetched = self.fetch_media(Media.model_validate(image))
         extension = fetched.mime.removeprefix("image/")
         uploaded = self._call(
             "POST",
