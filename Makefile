@@ -11,12 +11,14 @@ SAM := $(SAM_VENV)/bin/sam
 SAM_PATH := $(dir $(PYTHON_BOOT)):$(PATH)
 export AWS_DEFAULT_REGION ?= eu-west-3
 
-.PHONY: help run test lint typecheck cfn-lint build unit integration e2e deploy clean
+.PHONY: help run test lint typecheck cfn-lint build unit integration e2e deploy clean bench soak
 
 help:
 	@echo "make run    start Crieur locally (moto, API on 127.0.0.1:3000, workers, sandbox)"
 	@echo "make test   lint, type-check, cfn-lint, sam build and every test"
 	@echo "make build  sam build (no Docker needed)"
+	@echo "make bench  benchmarks: cold start, AWS calls, latency, fan-out, cost (table + benchmarks/results/latest.json)"
+	@echo "make soak   1,000 publications through the local stack under injected faults (about 10 minutes)"
 	@echo "make deploy sam build && sam deploy --guided"
 
 $(VENV)/.installed: pyproject.toml
@@ -34,6 +36,12 @@ $(SAM_VENV)/.installed:
 
 run: $(VENV)/.installed
 	$(PY) -m infra.local
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks
+
+soak: $(VENV)/.installed
+	$(PY) -m benchmarks.soak
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
