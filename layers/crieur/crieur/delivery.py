@@ -20,6 +20,7 @@ from crieur.channels import build_adapter
 from crieur.channels.base import (
     Channel,
     PermanentChannelError,
+    PostChannel,
     RetractUnsupported,
     SkipDelivery,
     TransientChannelError,
@@ -100,6 +101,8 @@ class DeliveryWorker:
         retry: RetryLater | None = None
         try:
             adapter, publication = self._adapter(commune, publication_id)
+            if not isinstance(adapter, PostChannel):
+                raise PermanentChannelError("unsupported", f"{adapter.label} : envoi par lots à venir.")
             rendered = adapter.render(publication)
             sent = adapter.send(rendered, delivery_id=f"{publication_id}-{channel}")
             # Billed before the outcome is written: a crash in between redelivers the message, the

@@ -1,10 +1,11 @@
 """The channel adapter interface: every channel module has the same shape.
 
 An adapter is built with the commune's settings and decrypted credentials and an HTTP client, then
-`render`s a publication into the payload the provider takes, `send`s it and `delete`s it when the
-provider allows. Provider failures are raised as `TransientChannelError` (retry later) or
-`PermanentChannelError` (final, with a French reason for the mairie); `SkipDelivery` when the channel
-cannot take this publication at all.
+`render`s a publication into the payload the provider takes and `delete`s what it sent when the provider
+allows. A `PostChannel` makes one post per publication (`send`); an `AudienceChannel` reaches many
+recipients, each its own message (`audience`, then `send_chunk` per chunk: see `crieur.delivery`).
+Provider failures are raised as `TransientChannelError` (retry later) or `PermanentChannelError` (final,
+with a French reason for the mairie); `SkipDelivery` when the channel cannot take this publication at all.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import email.utils
 import os
 import time
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -256,7 +258,8 @@ CredentialsT = TypeVar("CredentialsT", bound=ChannelCredentials)
 class Channel(ABC, Generic[SettingsT, CredentialsT]):
     """One provider. Subclasses declare their name, settings and credentials models.
 
-    `render` needs no credentials (previews run without them); `send`, `delete` and `check` do.
+    `render` needs no credentials (previews run without them); sending, `delete` and `check` do.
+    Every channel is a `PostChannel` or an `AudienceChannel`: the two ways of sending.
     """
 
     name: ClassVar[ChannelName]
@@ -315,10 +318,6 @@ class Channel(ABC, Generic[SettingsT, CredentialsT]):
         """What this channel would post for the publication (raises SkipDelivery when it cannot take it)."""
 
     @abstractmethod
-    def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
-        """Posts what `render` produced; `delivery_id` is stable across retries so a retry cannot duplicate."""
-
-    @abstractmethod
     def delete(self, external_id: str) -> None:
         """Removes a sent post (retraction); raises RetractUnsupported where the provider cannot."""
 
@@ -329,3 +328,56 @@ class Channel(ABC, Generic[SettingsT, CredentialsT]):
         A refusal is raised as a ChannelError (needs_reconnect for a token problem), as when sending:
         the service turns it into the report and marks the channel.
         """
+
+
+class PostChannel(Channel[SettingsT, CredentialsT]):
+    """A channel that makes one post per publication (a social network, the website, the app's topic)."""
+
+    @abstractmethod
+    def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
+        """Posts what `render` produced; `delivery_id` is stable across retries so a retry cannot duplicate."""
+
+
+@dataclass(frozen=True)
+class RecipientOutcome:
+    """What became of one recipient of a chunk.
+
+    `delivered`: accepted by the provider (`units` billable units, e.g. SMS parts); `refused`: final for this
+    recipient (counted failed); `removed`: the adapter already forgot that recipient (Web Push 404/410, an
+    e-mail hard bounce; counted failed); `retry`: worth another try (`retry_after` seconds when the provider
+    says), counted failed only once the chunk's message has no receive left.
+    """
+
+    recipient: str
+    """Opaque recipient id, never an address (no personal data)."""
+    result: Literal["delivered", "refused", "removed", "retry"]
+    retry_after: float | None = None
+    detail: str | None = None
+    """Short reason, never personal data."""
+    units: int = 1
+    """Billable units this recipient cost when delivered (e.g. SMS parts)."""
+
+
+class AudienceChannel(Channel[SettingsT, CredentialsT]):
+    """A channel that reaches many recipients, one message each (Web Push, SMS, e-mail).
+
+    The worker (crieur.delivery) has no `send` for these: it renders once, asks `audience` for the recipient
+    ids, records the plan and queues one chunk message per `chunk_size` recipients; each chunk message calls
+    `send_chunk` with the recipients of that chunk not yet done (a retry resends only those) and records one
+    `RecipientOutcome` per recipient. `send_chunk` reports per-recipient problems as outcomes; it raises a
+    `TransientChannelError` only when the whole chunk must wait (the provider is down for everyone) and a
+    `PermanentChannelError` when no recipient can be reached (e.g. needs_reconnect: the chunk's recipients
+    count failed). `delete` raises RetractUnsupported where a message cannot be recalled; `check` tries the
+    credentials, as for every channel.
+    """
+
+    chunk_size: ClassVar[int] = 250
+    """Recipients per chunk message: a chunk is sent within one invocation, bounded by the provider's rate."""
+
+    @abstractmethod
+    def audience(self, rendered: RenderedPost) -> list[str]:
+        """The ids of the recipients of this rendered publication, in a stable order (empty: nobody to reach)."""
+
+    @abstractmethod
+    def send_chunk(self, rendered: RenderedPost, recipients: list[str]) -> list[RecipientOutcome]:
+        """Sends to these recipients (ids from `audience`), one outcome each, in any order."""

@@ -32,13 +32,13 @@ import httpx
 from pydantic import AnyUrl, Field, field_validator
 
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelError,
     ChannelSettings,
     MediaDecision,
     PermanentChannelError,
+    PostChannel,
     RenderedPost,
     SentPost,
     TransientChannelError,
@@ -176,7 +176,7 @@ def _scope(token: str) -> str | None:
     return scope if isinstance(scope, str) else None
 
 
-class BlueskyChannel(Channel[BlueskySettings, BlueskyCredentials]):
+class BlueskyChannel(PostChannel[BlueskySettings, BlueskyCredentials]):
     name: ClassVar = "bluesky"
     label: ClassVar = "Bluesky"
     settings_model: ClassVar = BlueskySettings

@@ -24,13 +24,13 @@ import httpx
 from pydantic import field_validator
 
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelError,
     ChannelSettings,
     MediaDecision,
     PermanentChannelError,
+    PostChannel,
     RenderedPost,
     SentPost,
     TransientChannelError,
@@ -113,7 +113,7 @@ def _megabytes(size: int) -> str:
     return f"{size / (1024 * 1024):.1f}".replace(".", ",")
 
 
-class FacebookChannel(Channel[FacebookSettings, FacebookCredentials]):
+class FacebookChannel(PostChannel[FacebookSettings, FacebookCredentials]):
     """Posts to a Facebook Page with a Page access token.
 
     Idempotency: Facebook has no idempotency key, so `send` first looks among the Page's posts published

@@ -35,13 +35,13 @@ import httpx
 from pydantic import field_validator
 
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelError,
     ChannelSettings,
     MediaDecision,
     PermanentChannelError,
+    PostChannel,
     RenderedPost,
     RetractUnsupported,
     SentPost,
@@ -114,7 +114,7 @@ class InstagramCredentials(ChannelCredentials):
     access_token: str
 
 
-class InstagramChannel(Channel[InstagramSettings, InstagramCredentials]):
+class InstagramChannel(PostChannel[InstagramSettings, InstagramCredentials]):
     name: ClassVar = "instagram"
     label: ClassVar = "Instagram"
     settings_model: ClassVar = InstagramSettings

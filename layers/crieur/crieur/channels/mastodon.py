@@ -10,12 +10,12 @@ import httpx
 from pydantic import AnyUrl, field_validator
 
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelSettings,
     MediaDecision,
     PermanentChannelError,
+    PostChannel,
     RenderedPost,
     SentPost,
     TransientChannelError,
@@ -91,7 +91,7 @@ def _weight(size: int) -> str:
     return f"{size / (1024 * 1024):.1f}".removesuffix(".0").replace(".", ",") + " Mo"
 
 
-class MastodonChannel(Channel[MastodonSettings, MastodonCredentials]):
+class MastodonChannel(PostChannel[MastodonSettings, MastodonCredentials]):
     """Posts a status with up to the instance's number of images, each with its alt text.
 
     Images are uploaded first (POST /api/v2/media), then attached to the status by id. A retried attempt

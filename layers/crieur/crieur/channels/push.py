@@ -27,13 +27,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from pydantic import AnyUrl, field_validator
 
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelError,
     ChannelSettings,
     MediaDecision,
     PermanentChannelError,
+    PostChannel,
     RenderedPost,
     RetractUnsupported,
     SentPost,
@@ -175,7 +175,7 @@ def _fcm_error(response: httpx.Response | None) -> tuple[str | None, str | None]
     return (str(status) if status else None), code
 
 
-class PushChannel(Channel[PushSettings, PushCredentials]):
+class PushChannel(PostChannel[PushSettings, PushCredentials]):
     """One notification per publication to the app's topics, with title, body, image and a deep link.
 
     Idempotency: FCM has no idempotency key, so a retried delivery (after a timeout whose message did

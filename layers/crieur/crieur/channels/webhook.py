@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 from pydantic import AnyUrl, field_validator
 
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelSettings,
+    PostChannel,
     RenderedPost,
     SentPost,
     call_provider,
@@ -44,7 +44,7 @@ class WebhookCredentials(ChannelCredentials):
         return secret
 
 
-class WebhookChannel(Channel[WebhookSettings, WebhookCredentials]):
+class WebhookChannel(PostChannel[WebhookSettings, WebhookCredentials]):
     name: ClassVar = "webhook"
     label: ClassVar = "Le site destinataire"
     settings_model: ClassVar = WebhookSettings

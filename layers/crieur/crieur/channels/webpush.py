@@ -33,10 +33,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, field_validator
 
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelSettings,
+    PostChannel,
     RenderedPost,
     RetractUnsupported,
     SentPost,
@@ -303,7 +303,7 @@ class _Outcome:
     detail: str | None = None
 
 
-class WebpushChannel(Channel[WebpushSettings, WebpushCredentials]):
+class WebpushChannel(PostChannel[WebpushSettings, WebpushCredentials]):
     """One encrypted message per subscribed browser; see the module docstring.
 
     The publication id is the Web Push `Topic`: a notification still waiting in the push service is

@@ -24,11 +24,11 @@ from pydantic import AnyUrl, Field, field_validator
 
 from crieur import aws
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelSettings,
     PermanentChannelError,
+    PostChannel,
     RenderedPost,
     SentPost,
     TransientChannelError,
@@ -143,7 +143,7 @@ def _cap_time(value: datetime) -> str:
     return value.astimezone(PARIS).replace(microsecond=0).isoformat()
 
 
-class WebsiteChannel(Channel[WebsiteSettings, WebsiteCredentials]):
+class WebsiteChannel(PostChannel[WebsiteSettings, WebsiteCredentials]):
     name: ClassVar = "website"
     label: ClassVar = "Le site de la commune"
     settings_model: ClassVar = WebsiteSettings

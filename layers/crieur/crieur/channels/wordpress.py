@@ -17,13 +17,13 @@ import httpx
 from pydantic import AnyUrl, field_validator
 
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelError,
     ChannelSettings,
     MediaDecision,
     PermanentChannelError,
+    PostChannel,
     RenderedPost,
     SentPost,
     call_provider,
@@ -114,7 +114,7 @@ def _code(error: ChannelError) -> str:
     return str(body.get("code", "")) if isinstance(body, dict) else ""
 
 
-class WordpressChannel(Channel[WordpressSettings, WordpressCredentials]):
+class WordpressChannel(PostChannel[WordpressSettings, WordpressCredentials]):
     """Publishes an article (title, HTML content, excerpt, category, featured image) on the commune's site.
 
     Idempotency: the slug is derived from the delivery id. Before creating, `send` looks for an article

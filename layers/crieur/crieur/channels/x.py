@@ -28,13 +28,13 @@ import httpx
 from pydantic import StringConstraints
 
 from crieur.channels.base import (
-    Channel,
     ChannelCheck,
     ChannelCredentials,
     ChannelError,
     ChannelSettings,
     MediaDecision,
     PermanentChannelError,
+    PostChannel,
     RenderedPost,
     SentPost,
     call_provider,
@@ -161,7 +161,7 @@ def _animated(image: FetchedMedia) -> bool:
         return bool(getattr(opened, "is_animated", False))
 
 
-class XChannel(Channel[XSettings, XCredentials]):
+class XChannel(PostChannel[XSettings, XCredentials]):
     name: ClassVar = "x"
     label: ClassVar = "X"
     settings_model: ClassVar = XSettings
