@@ -500,12 +500,18 @@ class Provisioner:
         stack = self._provision_stack(self.stack_name, "", template_file.resolve(), {})
         outputs = {name: cfn_string(value) for name, value in self._outputs(stack).items()}
         if self.api_url:
+            # The API's cloud address, wherever the template used it (outputs, the website's feed links),
+            # is the local API here.
             base = self.api_url.rstrip("/")
             for api in self.deployment.apis:
                 remote = re.compile(
                     rf"https://{re.escape(api.api_id)}\.execute-api\.{re.escape(self.region)}\.amazonaws\.com"
                 )
                 outputs = {name: remote.sub(base, value) for name, value in outputs.items()}
+                for function in self.deployment.functions.values():
+                    function.environment.update(
+                        {name: remote.sub(base, value) for name, value in function.environment.items()}
+                    )
         self.deployment.outputs = outputs
         return self.deployment
 

@@ -173,6 +173,15 @@ def test_publish_to_webhook_and_mastodon(stack: LocalStack, api: httpx.Client) -
     assert listed["items"][0]["id"] == created["id"]
 
 
+def test_the_hosted_feeds_link_to_the_local_api(stack: LocalStack, api: httpx.Client) -> None:
+    created = publish(api, ["website"])
+    publication = settled(api, created["id"])
+    assert publication["deliveries"]["website"]["url"] == f"{stack.api_url}/public/{stack.demo_insee}/widget.html"
+    feed = httpx.get(f"{stack.api_url}/public/{stack.demo_insee}/feed.json", timeout=10).json()
+    assert feed["feed_url"].startswith(f"{stack.api_url}/public/{stack.demo_insee}/")
+    assert "execute-api" not in json.dumps(feed)
+
+
 def test_a_timed_post_goes_out_when_its_schedule_fires(stack: LocalStack, api: httpx.Client) -> None:
     """moto stores the schedule; the local clock fires it at its second, as EventBridge Scheduler would."""
     at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)

@@ -7,10 +7,13 @@ import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from icalendar import Calendar
 
-from tests.integration.conftest import Answer, Gateway, Stack
+from crieur.channels.website import WebsiteChannel, WebsiteCredentials, WebsiteSettings
+from crieur.models import Publication
+from tests.integration.conftest import Answer, Gateway, InProcessFunctions, Stack
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CAP = "{urn:oasis:names:tc:emergency:cap:1.2}"
@@ -161,3 +164,40 @@ def test_only_known_files_are_served(gateway: Gateway, stack: Stack, commune: st
         assert answer.headers["Content-Type"] == "application/problem+json"
     assert public(gateway, "not-a-commune", "feed.atom").status == 404
     assert json.loads(public(gateway, commune, "feed.json").body)["items"]
+
+
+def test_concurrent_deliveries_for_one_commune_lose_no_entry(
+    gateway: Gateway, functions: InProcessFunctions, commune: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Delivery B commits the index between A's read and A's write: A's conditional write loses, A re-reads
+    and re-applies, and the artefacts A leaves include both."""
+    for name, value in functions.by_logical_id("DeliverFunction", "website").environment.items():
+        monkeypatch.setenv(name, value)
+    created = [
+        gateway.call("POST", "/v1/publications", commune, {"title": title, "body": "Texte.", "channels": ["website"]})
+        for title in ("Premier avis", "Second avis")
+    ]
+    first, second = (
+        Publication.model_validate(gateway.call("GET", f"/v1/publications/{answer.json['id']}", commune).json)
+        for answer in created
+    )
+    adapter = WebsiteChannel(WebsiteSettings(title="Mairie de Test"), WebsiteCredentials(), httpx.Client())
+    loads = []
+    original_load = WebsiteChannel._load
+
+    def load_then_let_b_in(self: WebsiteChannel, insee: str) -> Any:
+        loaded = original_load(self, insee)
+        loads.append(insee)
+        if len(loads) == 1:  # A has read; B delivers completely before A writes
+            WebsiteChannel(WebsiteSettings(title="Mairie de Test"), WebsiteCredentials(), httpx.Client()).send(
+                WebsiteChannel.render(adapter, second), delivery_id="b"
+            )
+        return loaded
+
+    monkeypatch.setattr(WebsiteChannel, "_load", load_then_let_b_in)
+    adapter.send(adapter.render(first), delivery_id="a")
+
+    ids = {item["id"] for item in public(gateway, commune, "feed.json").json["items"]}
+    assert ids == {first.id, second.id}
+    atom = parse(public(gateway, commune, "feed.atom").body)
+    assert {e.findtext(f"{ATOM}title") for e in atom.findall(f"{ATOM}entry")} == {"Premier avis", "Second avis"}

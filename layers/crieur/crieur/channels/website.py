@@ -13,6 +13,7 @@ import json
 import mimetypes
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
@@ -52,6 +53,9 @@ CONTENT_TYPES: dict[str, str] = {
 """The public files, by name: the API serves these and nothing else."""
 
 INDEX = "index.json"
+MAX_INDEX_ATTEMPTS = 8
+CONCURRENT_WRITE = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+"""S3's answers when a conditional write lost to another writer."""
 ATOM_NS = "http://www.w3.org/2005/Atom"
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_URGENCY = {"critical": ("Immediate", "Extreme"), "high": ("Expected", "Severe"), "normal": ("Future", "Moderate")}
@@ -80,16 +84,22 @@ def public_url(commune: str, name: str) -> str:
     return f"{public_base_url()}/public/{commune}/{name}"
 
 
-def read_public(commune: str, name: str) -> bytes | None:
-    """One public file's bytes, or None when it does not exist (yet)."""
+def public_object(commune: str, name: str, *, head: bool = False) -> dict[str, Any] | None:
+    """S3's answer for one public file (GetObject, or HeadObject), None when it does not exist (yet)."""
+    call = aws.s3().head_object if head else aws.s3().get_object
     try:
-        answer = aws.s3().get_object(Bucket=public_bucket(), Key=f"{commune}/{name}")
+        answer: dict[str, Any] = call(Bucket=public_bucket(), Key=f"{commune}/{name}")
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             return None
         raise
-    body: bytes = answer["Body"].read()
-    return body
+    return answer
+
+
+def read_public(commune: str, name: str) -> bytes | None:
+    """One public file's bytes, or None when it does not exist (yet)."""
+    answer = public_object(commune, name)
+    return None if answer is None else bytes(answer["Body"].read())
 
 
 class WebsiteSettings(ChannelSettings):
@@ -156,12 +166,69 @@ class WebsiteChannel(PostChannel[WebsiteSettings, WebsiteCredentials]):
 
     # --- the index --------------------------------------------------------------------------------------
 
-    def _load(self, commune: str) -> dict[str, Any]:
-        raw = self._call(lambda: read_public(commune, INDEX))
-        if raw is None:
-            return {"entries": [], "cancelled": []}
-        index: dict[str, Any] = json.loads(raw)
-        return index
+    def _load(self, commune: str) -> tuple[dict[str, Any], str | None]:
+        """The index and its ETag (None when the commune has none yet)."""
+
+        def read() -> tuple[dict[str, Any], str | None]:
+            answer = public_object(commune, INDEX)
+            if answer is None:
+                return {"entries": [], "cancelled": []}, None
+            index: dict[str, Any] = json.loads(answer["Body"].read())
+            return index, str(answer["ETag"])
+
+        loaded: tuple[dict[str, Any], str | None] = self._call(read)
+        return loaded
+
+    def _commit(self, commune: str, index: dict[str, Any], etag: str | None) -> str | None:
+        """Writes the index only if nobody changed it since it was read (S3 conditional write); the new
+        ETag, or None when another delivery got there first."""
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+
+        def write() -> str | None:
+            try:
+                answer = aws.s3().put_object(
+                    Bucket=public_bucket(),
+                    Key=f"{commune}/{INDEX}",
+                    Body=json.dumps(index, ensure_ascii=False).encode(),
+                    ContentType="application/json",
+                    CacheControl="no-store",
+                    **condition,
+                )
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in CONCURRENT_WRITE:
+                    return None
+                raise
+            return str(answer["ETag"])
+
+        committed: str | None = self._call(write)
+        return committed
+
+    def _current_etag(self, commune: str) -> str | None:
+        answer = self._call(lambda: public_object(commune, INDEX, head=True))
+        return None if answer is None else str(answer["ETag"])
+
+    def _update(self, commune: str, change: Callable[[dict[str, Any]], None]) -> None:
+        """Applies `change` to the index and regenerates every artefact from it, safe against concurrent
+        deliveries for the same commune: the index is committed with a conditional write (a lost race
+        re-reads and re-applies), and whoever finds the index moved on after writing the artefacts
+        regenerates them from the newer index, so the last writer always leaves artefacts that match it."""
+        for _ in range(MAX_INDEX_ATTEMPTS):
+            index, etag = self._load(commune)
+            change(index)
+            committed = self._commit(commune, index, etag)
+            if committed is None:
+                continue
+            while True:
+                self._publish(commune, index)
+                if self._current_etag(commune) == committed:
+                    return
+                index, latest = self._load(commune)
+                if latest is None:
+                    return
+                committed = latest
+        raise TransientChannelError(
+            "busy", "Le site public est mis à jour par un autre envoi : nouvel essai automatique.", commune
+        )
 
     def _call(self, action: Any) -> Any:
         try:
@@ -186,13 +253,15 @@ class WebsiteChannel(PostChannel[WebsiteSettings, WebsiteCredentials]):
 
     def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
         commune, entry = rendered.payload["commune"], rendered.payload["entry"]
-        index = self._load(commune)
-        entries = [kept for kept in index["entries"] if kept["id"] != entry["id"]]
-        entries.insert(0, entry)
-        entries.sort(key=lambda kept: kept["published_at"], reverse=True)
-        index["entries"] = entries[:FEED_SIZE]
-        index["cancelled"] = [gone for gone in index["cancelled"] if gone["id"] != entry["id"]]
-        self._publish(commune, index)
+
+        def add(index: dict[str, Any]) -> None:
+            entries = [kept for kept in index["entries"] if kept["id"] != entry["id"]]
+            entries.insert(0, entry)
+            entries.sort(key=lambda kept: kept["published_at"], reverse=True)
+            index["entries"] = entries[:FEED_SIZE]
+            index["cancelled"] = [gone for gone in index["cancelled"] if gone["id"] != entry["id"]]
+
+        self._update(commune, add)
         return SentPost(
             external_id=f"{public_url(commune, 'feed.atom')}#{entry['id']}", url=public_url(commune, "widget.html")
         )
@@ -201,15 +270,17 @@ class WebsiteChannel(PostChannel[WebsiteSettings, WebsiteCredentials]):
         """Removes the entry (a current alert leaves a CAP Cancel until it would have expired) and regenerates."""
         feed, _, publication_id = external_id.partition("#")
         commune = feed.rstrip("/").split("/")[-2]
-        index = self._load(commune)
-        now = utc_now()
-        removed = [entry for entry in index["entries"] if entry["id"] == publication_id]
-        index["entries"] = [entry for entry in index["entries"] if entry["id"] != publication_id]
-        for entry in removed:
-            if entry["category"] in ALERT_CATEGORIES and entry["expires_at"] and _when(entry["expires_at"]) > now:
-                index["cancelled"].append({**entry, "cancelled_at": now.isoformat()})
-        index["cancelled"] = [gone for gone in index["cancelled"] if _when(gone["expires_at"]) > now]
-        self._publish(commune, index)
+
+        def remove(index: dict[str, Any]) -> None:
+            now = utc_now()
+            removed = [entry for entry in index["entries"] if entry["id"] == publication_id]
+            index["entries"] = [entry for entry in index["entries"] if entry["id"] != publication_id]
+            for entry in removed:
+                if entry["category"] in ALERT_CATEGORIES and entry["expires_at"] and _when(entry["expires_at"]) > now:
+                    index["cancelled"].append({**entry, "cancelled_at": now.isoformat()})
+            index["cancelled"] = [gone for gone in index["cancelled"] if _when(gone["expires_at"]) > now]
+
+        self._update(commune, remove)
 
     def check(self) -> ChannelCheck:
         public_bucket()
@@ -239,8 +310,6 @@ class WebsiteChannel(PostChannel[WebsiteSettings, WebsiteCredentials]):
         }
         for name, body in files.items():
             self._put(commune, name, body, CONTENT_TYPES[name])
-        # Written last: a failure above leaves the previous index, and the retry regenerates everything.
-        self._put(commune, INDEX, json.dumps(index, ensure_ascii=False).encode(), "application/json")
 
     def _home(self, commune: str) -> str:
         return str(self.settings.site_url) if self.settings.site_url else public_url(commune, "widget.html")
