@@ -1,17 +1,22 @@
 """boto3 clients, created lazily and once per container (each costs ~70 ms at cold start).
 
-AWS_ENDPOINT_URL (set by the local stack) points every client at moto; nothing here knows about it.
+AWS_ENDPOINT_URL (set by the local stack) points every client at moto; nothing here knows about it, except
+for the two services moto does not imitate (End User Messaging SMS, SES v2 bulk sending): CRIEUR_SMS_BASE_URL
+and CRIEUR_SES_BASE_URL point those at the sandbox's imitations.
 """
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
     from mypy_boto3_kms.client import KMSClient
+    from mypy_boto3_pinpoint_sms_voice_v2.client import PinpointSMSVoiceV2Client
     from mypy_boto3_scheduler.client import EventBridgeSchedulerClient
+    from mypy_boto3_sesv2.client import SESV2Client
     from mypy_boto3_sns.client import SNSClient
     from mypy_boto3_sqs.client import SQSClient
 
@@ -54,7 +59,30 @@ def s3() -> Any:
     return session().client("s3")
 
 
+def _messaging_config() -> Any:
+    """No retry inside a call: a throttled send is retried by the queue, recipient by recipient."""
+    from botocore.config import Config
+
+    return Config(retries={"total_max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=20)
+
+
+@cache
+def sms() -> PinpointSMSVoiceV2Client:
+    """AWS End User Messaging SMS (only crieur.messaging uses it)."""
+    endpoint = os.environ.get("CRIEUR_SMS_BASE_URL") or None
+    return session().client(  # type: ignore[no-any-return]
+        "pinpoint-sms-voice-v2", endpoint_url=endpoint, config=_messaging_config()
+    )
+
+
+@cache
+def sesv2() -> SESV2Client:
+    """Amazon SES v2 (only crieur.messaging uses it)."""
+    endpoint = os.environ.get("CRIEUR_SES_BASE_URL") or None
+    return session().client("sesv2", endpoint_url=endpoint, config=_messaging_config())  # type: ignore[no-any-return]
+
+
 def reset() -> None:
     """Forget every client (tests switch endpoints between cases)."""
-    for factory in (session, dynamodb, sns, sqs, kms, scheduler, s3):
+    for factory in (session, dynamodb, sns, sqs, kms, scheduler, s3, sms, sesv2):
         factory.cache_clear()
