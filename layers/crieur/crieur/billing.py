@@ -9,6 +9,7 @@ A delivery to X costs more when the post carries a URL (X's own per-post pricing
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -52,16 +53,22 @@ def default_prices() -> PriceList:
     return PriceList.model_validate_json(resources.files("crieur").joinpath("prices.json").read_text())
 
 
+_price_list_missing_until: dict[str, float] = {}
+"""Parameter name → until when (monotonic) its absence is cached, like a value: without it, every delivery
+of a deployment without a price list parameter would ask SSM again (one more AWS call per delivery)."""
+
+
 def price_list() -> PriceList:
     """The deployment's price list (SSM, cached five minutes), else the one shipped with Crieur."""
     name = os.environ.get("CRIEUR_PRICE_LIST_PARAMETER")
-    if not name:
+    if not name or _price_list_missing_until.get(name, 0.0) > time.monotonic():
         return default_prices()
     from aws_lambda_powertools.utilities.parameters import GetParameterError, get_parameter
 
     try:
         return PriceList.model_validate_json(str(get_parameter(name, max_age=PRICE_CACHE_SECONDS)))
     except GetParameterError:
+        _price_list_missing_until[name] = time.monotonic() + PRICE_CACHE_SECONDS
         return default_prices()
 
 

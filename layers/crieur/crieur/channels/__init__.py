@@ -2,37 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import Any, cast
 
 import httpx
 from pydantic import ValidationError
 
 from crieur.channels.base import Channel, PermanentChannelError
-from crieur.channels.bluesky import BlueskyChannel
-from crieur.channels.facebook import FacebookChannel
-from crieur.channels.instagram import InstagramChannel
-from crieur.channels.mastodon import MastodonChannel
-from crieur.channels.push import PushChannel
-from crieur.channels.webhook import WebhookChannel
-from crieur.channels.webpush import WebpushChannel
-from crieur.channels.website import WebsiteChannel
-from crieur.channels.wordpress import WordpressChannel
-from crieur.channels.x import XChannel
 from crieur.media import MediaFetcher
 from crieur.models import ChannelName
 
-ADAPTERS: dict[ChannelName, type[Channel[Any, Any]]] = {
-    "bluesky": BlueskyChannel,
-    "facebook": FacebookChannel,
-    "instagram": InstagramChannel,
-    "mastodon": MastodonChannel,
-    "push": PushChannel,
-    "webhook": WebhookChannel,
-    "webpush": WebpushChannel,
-    "website": WebsiteChannel,
-    "wordpress": WordpressChannel,
-    "x": XChannel,
-}
+
+class _Adapters(dict[ChannelName, "type[Channel[Any, Any]] | str"]):
+    """Channel → adapter class, given as `module:Class` and imported on first use: a deliver function loads its
+    own channel's libraries only (not icalendar, lxml, cryptography… for every channel), which keeps its cold
+    start short (ARCHITECTURE.md §8)."""
+
+    def __getitem__(self, channel: ChannelName) -> type[Channel[Any, Any]]:
+        found = super().__getitem__(channel)
+        if isinstance(found, str):
+            module, _, name = found.partition(":")
+            found = getattr(importlib.import_module(module), name)
+            super().__setitem__(channel, found)
+        return found
+
+
+# Typed as the plain mapping it behaves as (a module path is resolved before anyone sees it).
+ADAPTERS = cast(
+    dict[ChannelName, type[Channel[Any, Any]]],
+    _Adapters(
+        {
+            "bluesky": "crieur.channels.bluesky:BlueskyChannel",
+            "facebook": "crieur.channels.facebook:FacebookChannel",
+            "instagram": "crieur.channels.instagram:InstagramChannel",
+            "mastodon": "crieur.channels.mastodon:MastodonChannel",
+            "push": "crieur.channels.push:PushChannel",
+            "webhook": "crieur.channels.webhook:WebhookChannel",
+            "webpush": "crieur.channels.webpush:WebpushChannel",
+            "website": "crieur.channels.website:WebsiteChannel",
+            "wordpress": "crieur.channels.wordpress:WordpressChannel",
+            "x": "crieur.channels.x:XChannel",
+        }
+    ),
+)
 
 
 def adapter_for(channel: ChannelName) -> type[Channel[Any, Any]]:

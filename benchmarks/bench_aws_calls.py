@@ -1,0 +1,187 @@
+"""AWS calls per publication, counted with botocore's `before-call` event on every client the code creates.
+
+Phases, in one provisioned world (benchmarks.world): a publication through the API (authorizer + api),
+each channel's delivery of it, a scheduled publication released by the `release` function, and one
+weather tick. Counted in a warm container (a first publication warms caches: the price list, decrypted
+credentials, clients), as most invocations are; the cold figures are in the JSON too.
+
+Budgets (ARCHITECTURE.md §8): a publish writes at most one transaction and one SNS publish; a delivery
+makes at most a claim and a result write besides cached parameter reads.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from benchmarks import Row, row
+from benchmarks.moto import function_named
+from benchmarks.world import World, world
+
+NAME = "aws_calls"
+READS = ("Get", "Query", "Scan", "BatchGet", "Describe", "List", "Receive", "Decrypt")
+PUBLISH_WRITES = Counter({"dynamodb.TransactWriteItems": 1, "sns.Publish": 1})
+"""§8: a publish costs at most one transaction and one SNS publish (reads of settings are not counted)."""
+DELIVERY_BUDGET = 2
+"""A claim and a result write; cached parameter reads (SSM price list, decrypted credentials) are free."""
+
+
+@dataclass
+class Phase:
+    """What one step cost: AWS calls by `service.Operation`, invocations and their wall time in this process."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+    invocations: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def writes(self) -> Counter[str]:
+        return Counter({op: n for op, n in self.calls.items() if not op.split(".", 1)[1].startswith(READS)})
+
+
+class CallCounter:
+    """Counts the calls made while a label is set (inside a function's invocation), per label."""
+
+    def __init__(self) -> None:
+        self.label: str | None = None
+        self.phases: dict[str, Phase] = {}
+
+    def before_call(self, event_name: str, **_: Any) -> None:
+        if self.label is None:
+            return
+        _, service, operation = event_name.split(".", 2)
+        self.phases.setdefault(self.label, Phase()).calls[f"{service}.{operation}"] += 1
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        """Every botocore client created meanwhile reports its calls here (crieur.aws, powertools, boto3)."""
+        import botocore.session
+
+        original = botocore.session.Session.create_client
+        counter = self
+
+        def create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
+            client = original(session, *args, **kwargs)
+            client.meta.events.register("before-call", counter.before_call)
+            return client
+
+        botocore.session.Session.create_client = create_client  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            botocore.session.Session.create_client = original  # type: ignore[method-assign]
+
+    def wrap(self, built: World, labels: dict[str, str], prefix: str) -> None:
+        """Labels each invocation `prefix` + the function's label, timing it."""
+        invoke = type(built.functions).invoke
+
+        def counted(name: str, event: dict[str, Any]) -> Any:
+            label = f"{prefix}{labels[name]}"
+            phase = self.phases.setdefault(label, Phase())
+            self.label = label
+            started = time.perf_counter()
+            try:
+                return invoke(built.functions, name, event)
+            finally:
+                phase.seconds += time.perf_counter() - started
+                phase.invocations += 1
+                self.label = None
+
+        built.functions.invoke = counted  # type: ignore[method-assign]
+
+
+def _labels(built: World) -> dict[str, str]:
+    labels = {}
+    for function in built.deployment.functions.values():
+        channel = function.environment.get("CHANNEL")
+        labels[function.name] = (
+            f"deliver {channel}" if channel else function.logical_id.removesuffix("Function").lower()
+        )
+    return labels
+
+
+def _deliver_all(built: World) -> None:
+    for channel in built.channels:
+        messages = built.queued(channel)
+        if messages:
+            built.deliver(channel, messages)
+
+
+def measure() -> dict[str, Phase]:
+    """Phases keyed `cold …` (first publication) and `warm …` (the second, and release, weather)."""
+    counter = CallCounter()
+    with counter.installed(), world() as built:
+        labels = _labels(built)
+        for prefix, title in (("cold ", "Première mesure"), ("warm ", "Seconde mesure")):
+            counter.wrap(built, labels, prefix)
+            built.publish(title)
+            _deliver_all(built)
+        later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+        counter.wrap(built, labels, "schedule ")
+        scheduled = built.publish("Mesure programmée", publish_at=later)
+        counter.wrap(built, labels, "warm ")
+        release = function_named(built.deployment, "ReleaseFunction")
+        event = {"commune": scheduled["commune"], "publication_id": scheduled["id"], "version": 1}
+        if not built.functions.invoke(release.name, event)["released"]:
+            raise RuntimeError("release did not release the scheduled publication")
+        _deliver_all(built)
+        weather = function_named(built.deployment, "WeatherFunction")
+        built.functions.invoke(weather.name, {"source": "aws.scheduler"})
+    return counter.phases
+
+
+def _shown(phase: Phase) -> str:
+    """Calls per invocation, by operation."""
+    each = max(1, phase.invocations)
+    return ", ".join(f"{op} ×{n / each:g}" for op, n in sorted(phase.calls.items()))
+
+
+def _publish_like(label: str, phase: Phase) -> list[Row]:
+    """Publish and release share §8's budget: one transaction and one SNS publish as their writes."""
+    writes = phase.writes()
+    count = sum(writes.values()) / max(1, phase.invocations)
+    ok = count <= sum(PUBLISH_WRITES.values()) and writes["sns.Publish"] <= phase.invocations
+    return [
+        row(NAME, f"{label}: writes", count, "calls", budget="1 transaction + 1 SNS publish", ok=ok),
+        row(NAME, f"{label}: all calls", phase.total / max(1, phase.invocations), "calls"),
+        row(NAME, f"{label}: detail", _shown(phase)),
+    ]
+
+
+def rows_from(phases: dict[str, Phase]) -> list[Row]:
+    rows = _publish_like("publish (api)", phases["warm api"])
+    authorizer = phases.get("cold authorizer")
+    if authorizer is not None:
+        rows.append(row(NAME, "authorizer (once per key, cached 300 s)", authorizer.total, "calls"))
+    rows += _publish_like("release", phases["warm release"])
+    for label in sorted(label for label in phases if label.startswith("warm deliver ")):
+        phase = phases[label]
+        per_delivery = phase.total / max(1, phase.invocations)
+        channel = label.removeprefix("warm deliver ")
+        rows.append(
+            row(
+                NAME,
+                f"deliver {channel}",
+                per_delivery,
+                "calls",
+                budget=f"{DELIVERY_BUDGET} (claim + result write)",
+                ok=per_delivery <= DELIVERY_BUDGET,
+            )
+        )
+        rows.append(row(NAME, f"deliver {channel}: detail", _shown(phase)))
+    if "warm weather" in phases:
+        rows.append(row(NAME, "weather tick (no alert)", phases["warm weather"].total, "calls"))
+        rows.append(row(NAME, "weather tick: detail", _shown(phases["warm weather"])))
+    return rows
+
+
+def run() -> list[Row]:
+    return rows_from(measure())
