@@ -10,8 +10,11 @@ SAM := $(SAM_VENV)/bin/sam
 # `sam build` without Docker needs the runtime's Python (3.13) first on PATH.
 SAM_PATH := $(dir $(PYTHON_BOOT)):$(PATH)
 export AWS_DEFAULT_REGION ?= eu-west-3
+# Browser tests: Debian's chromium (never a downloaded browser build) and axe-core pinned in tests/browser.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+AXE := tests/browser/node_modules/.installed
 
-.PHONY: help run test lint typecheck cfn-lint build unit integration e2e deploy clean bench soak
+.PHONY: help run test lint typecheck cfn-lint build unit integration e2e browser chromium deploy clean bench soak
 
 help:
 	@echo "make run    start Crieur locally (moto, API on 127.0.0.1:3000, workers, sandbox)"
@@ -65,7 +68,17 @@ integration: $(VENV)/.installed
 e2e: $(VENV)/.installed
 	$(PY) -m pytest tests/e2e
 
-test: lint typecheck cfn-lint build
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+$(AXE): tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund
+	@touch $@
+
+browser: $(VENV)/.installed chromium $(AXE)
+	$(PY) -m pytest tests/browser
+
+test: lint typecheck cfn-lint build chromium $(AXE)
 	$(PY) -m pytest
 
 deploy: build
