@@ -523,6 +523,7 @@ WIDGET_CSS = """
 .crieur-widget a:focus-visible,.crieur-widget [tabindex]:focus-visible{outline:3px solid #000;outline-offset:2px;
 box-shadow:0 0 0 5px #ffdd00}
 .crieur-widget time{color:#4a4a4a;font-size:.9rem}
+.crieur-widget .crieur-alert time,.crieur-widget .crieur-alert a{color:inherit}
 """
 
 
