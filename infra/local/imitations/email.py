@@ -120,8 +120,12 @@ class EmailImitation:
 
     # -- demo and control ------------------------------------------------------------------------------------
 
-    def demo_channel(self) -> dict[str, Any]:
-        return {"enabled": True, "settings": {"from_address": DEMO_FROM, "reply_to": DEMO_REPLY_TO}}
+    def demo_channel(self) -> dict[str, Any] | None:
+        """The demo commune's email channel, once Crieur serves it (crieur.channels.ADAPTERS)."""
+        from crieur.channels import ADAPTERS
+
+        settings = {"from_address": DEMO_FROM, "reply_to": DEMO_REPLY_TO}
+        return {"enabled": True, "settings": settings} if "email" in ADAPTERS else None
 
     def verify_identity(self, identity: str) -> None:
         """An address or a domain the account may send from."""

@@ -98,8 +98,11 @@ class SmsImitation:
 
     # -- demo and control ------------------------------------------------------------------------------------
 
-    def demo_channel(self) -> dict[str, Any]:
-        return {"enabled": True, "settings": {"sender_id": DEMO_SENDER_ID}}
+    def demo_channel(self) -> dict[str, Any] | None:
+        """The demo commune's sms channel, once Crieur serves it (crieur.channels.ADAPTERS)."""
+        from crieur.channels import ADAPTERS
+
+        return {"enabled": True, "settings": {"sender_id": DEMO_SENDER_ID}} if "sms" in ADAPTERS else None
 
     def reply(self, number: str, body: str) -> None:
         """A citizen answers the sender: STOP puts the number on the account's opt-out list."""
