@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from functools import cache, partial
 from typing import Annotated, Any, Literal
@@ -49,16 +50,29 @@ from crieur.models import (
     PublicationPage,
     PublicationRequest,
     PublicationStatus,
+    UsageReport,
     WeatherAlertSettings,
     utc_now,
 )
-from crieur.problems import field_errors
+from crieur.problems import document_problems, field_errors
 from crieur.service import PublicationService
 from crieur.usage import usage_csv, usage_report
 from crieur.weather.broadcast import WeatherAlerts
 
 MAX_BODY_BYTES = 256 * 1024
+PUBLIC_FILE_TYPES = (
+    "application/atom+xml",
+    "application/rss+xml",
+    "application/feed+json",
+    "text/calendar",
+    "text/javascript",
+    "text/html",
+)
+"""The media types of the website channel's public files (crieur.channels.website.CONTENT_TYPES, not imported
+here: it pulls the feed generators in at cold start)."""
 PROBLEM = "application/problem+json"
+NOT_JSON = "Envoyez du JSON : en-tête Content-Type: application/json."
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 logger = Logger()
 # UTF-8 bodies: "Marché de Noël", not "March\u00e9 de No\u00ebl".
@@ -149,8 +163,25 @@ def invalid_request(error: RequestValidationError) -> Response[str]:
     RequestUnsupportedContentType
 )
 def not_json(_: RequestUnsupportedContentType) -> Response[str]:
-    message = "Envoyez du JSON : en-tête Content-Type: application/json."
-    return problem(415, "Format non pris en charge", message, [("Content-Type", message)])
+    return problem(415, "Format non pris en charge", NOT_JSON, [("Content-Type", NOT_JSON)])
+
+
+def form_body(event: dict[str, Any]) -> bool:
+    """A body sent as a form: powertools would parse it as one (and fail on a multipart without a boundary),
+    whereas the API takes JSON only."""
+    content_type = str((event.get("headers") or {}).get("content-type", ""))
+    return bool(event.get("body")) and content_type.split(";", 1)[0].strip().lower() in FORM_TYPES
+
+
+def undecodable_body(event: dict[str, Any]) -> bool:
+    """A base64 body (API Gateway's way for bytes) that is not UTF-8 text, hence no JSON either."""
+    if not event.get("isBase64Encoded") or not event.get("body"):
+        return False
+    try:
+        base64.b64decode(str(event["body"])).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return True
+    return False
 
 
 @app.exception_handler(  # type: ignore[untyped-decorator]
@@ -180,14 +211,21 @@ def no_route(_: NotFoundError) -> Response[str]:
     return problem(404, "Introuvable", f"Aucune ressource {app.current_event.path}.")
 
 
-@app.get("/v1/health", security=[])
+@app.get("/v1/health", security=[{}])
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.get("/v1/openapi.json", security=[], include_in_schema=False)
+@cache
+def openapi_document() -> str:
+    """The OpenAPI 3.1 document, with the problems (RFC 9457) the API really answers with."""
+    document = document_problems(json.loads(app.get_openapi_json_schema()))
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+@app.get("/v1/openapi.json", security=[{}], include_in_schema=False)
 def openapi() -> Response[str]:
-    return Response(200, "application/json", app.get_openapi_json_schema())
+    return Response(200, "application/json", openapi_document())
 
 
 @app.post("/v1/publications", responses={201: {"description": "Publication acceptée"}})
@@ -251,7 +289,15 @@ def preview(request: PublicationRequest) -> Preview:
     return service().preview(commune(), request)
 
 
-@app.get("/v1/usage")
+@app.get(
+    "/v1/usage",
+    responses={
+        200: {
+            "description": "Consommation du mois",
+            "content": {"application/json": {"model": UsageReport}, "text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def get_usage(
     month: Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")] = None,
     output: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
@@ -423,7 +469,17 @@ def receive_inbound(
 # --- the website channel's public files (crieur.channels.website), no API key ------------------------------
 
 
-@app.get("/public/<insee>/<name>", security=[{}], responses={404: {"description": "Fichier inconnu"}})
+@app.get(
+    "/public/<insee>/<name>",
+    security=[{}],
+    responses={
+        200: {
+            "description": "Le fichier public",
+            "content": {kind: {"schema": {"type": "string"}} for kind in PUBLIC_FILE_TYPES},
+        },
+        404: {"description": "Fichier inconnu"},
+    },
+)
 def public_file(insee: str, name: str) -> Response[str]:
     """Les flux (Atom, RSS, JSON Feed), l'agenda iCalendar, les alertes CAP et le widget de la commune."""
     from crieur.channels.website import CONTENT_TYPES, read_public
@@ -473,17 +529,31 @@ def webpush_unsubscribe(insee: Annotated[str, Path(max_length=5)], request: WebP
     return Response(status_code=204, content_type="application/json", body="")
 
 
-@logger.inject_lambda_context
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def refused_early(event: dict[str, Any]) -> dict[str, Any] | None:
+    """What is refused before routing: too big, a form or bytes instead of JSON, a key matching no commune."""
     if len(event.get("body") or "") > MAX_BODY_BYTES * (4 / 3 if event.get("isBase64Encoded") else 1):
-        body = problem_body(422, "Données invalides", "Requête trop volumineuse.", [("body", "Au plus 256 Kio.")])
-        return {"statusCode": 422, "headers": {"Content-Type": PROBLEM}, "body": body}
-    if unauthenticated(event):
+        answer = (413, "Requête trop volumineuse", "Au plus 256 Kio.", [("body", "Au plus 256 Kio.")])
+    elif form_body(event):
+        answer = (415, "Format non pris en charge", NOT_JSON, [("Content-Type", NOT_JSON)])
+    elif undecodable_body(event):
+        message = "JSON invalide : le corps n'est pas du texte UTF-8."
+        answer = (422, "Données invalides", "Corrigez les champs indiqués puis réessayez.", [("body", message)])
+    elif unauthenticated(event):
         error = Unauthenticated()
         return {
             "statusCode": 401,
             "headers": {"Content-Type": PROBLEM, "WWW-Authenticate": "Bearer"},
             "body": problem_body(error.status, error.title, error.detail),
         }
+    else:
+        return None
+    return {"statusCode": answer[0], "headers": {"Content-Type": PROBLEM}, "body": problem_body(*answer)}
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    early = refused_early(event)
+    if early is not None:
+        return early
     idempotency.config().register_lambda_context(context)
     return app.resolve(event, context)

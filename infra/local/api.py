@@ -76,6 +76,8 @@ def _compile(route: Route) -> _CompiledRoute:
         else:
             regex += "/" + re.escape(segment)
             literal += 1
+    if route.path.endswith("/"):  # API Gateway tells `/console/` from `/console`
+        regex += "/"
     if route.path == "/":
         regex = "/"
     # Exact paths first, then fewer variables, then greedy last; more literal segments win; a method beats ANY.
@@ -490,6 +492,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _serve
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, QUERY…) goes to the routes too, as API Gateway does for `ANY` routes."""
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def version_string(self) -> str:
         return self.server_version

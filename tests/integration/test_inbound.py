@@ -352,7 +352,7 @@ def test_the_url_key_is_a_weaker_fallback_refused_for_signed_only_sources(gatewa
 def test_an_oversized_body_is_refused_before_anything(gateway: Gateway, stack: Stack, commune: str) -> None:
     source = create_source(gateway, commune)
     huge = send(gateway, commune, source["id"], {**PUBLICATION, "body": "x" * 300_000}, source["secret"])
-    assert huge.status == 422
+    assert huge.status == 413
     assert huge.json["errors"] == [{"field": "body", "message": "Au plus 256 Kio."}]
     assert publication_ids(gateway, commune) == []
     assert stack.drain("webhook") == []

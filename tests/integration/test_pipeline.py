@@ -208,7 +208,7 @@ def test_malformed_and_oversized_json_are_refused(gateway: Gateway, commune: str
     assert malformed.json["errors"][0]["field"] == "body"
     assert malformed.json["errors"][0]["message"].startswith("JSON invalide")
     huge = gateway.call("POST", "/v1/publications", commune, raw=json.dumps({**PUBLICATION, "body": "x" * 300_000}))
-    assert huge.status == 422
+    assert huge.status == 413
     assert huge.json["errors"] == [{"field": "body", "message": "Au plus 256 Kio."}]
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 _MESSAGES = {
     "missing": "Ce champ est obligatoire.",
@@ -72,3 +75,62 @@ def field_errors(errors: Sequence[Any], prefix: tuple[str, ...] = ()) -> list[tu
         ("body" if error.get("type") == "json_invalid" else field_path((*prefix, *error["loc"])), french_message(error))
         for error in errors
     ]
+
+
+# --- what the OpenAPI document says about refusals --------------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, in French; some problems add members of their own (a budget's figures)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = None
+
+
+class GatewayMessage(BaseModel):
+    """What API Gateway answers by itself (no route, no Authorization header, body over 10 MB)."""
+
+    message: str
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def document_problems(document: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document as the API really answers: every 4xx is a French problem (`application/problem+json`,
+    or API Gateway's own `{"message"}`), 422 included, instead of powertools' FastAPI-shaped validation error;
+    a 204 has no body."""
+    fixed = copy.deepcopy(document)
+    schemas = fixed.setdefault("components", {}).setdefault("schemas", {})
+    for model in (Problem, GatewayMessage):
+        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(found.pop("$defs", {}))
+        schemas[model.__name__] = found
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    problem = {"application/problem+json": {"schema": _ref("Problem")}}
+    for item in fixed.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            responses["422"] = {"description": "Données invalides (champs nommés dans errors)"}
+            for code, response in responses.items():
+                if code.startswith("4"):
+                    response["content"] = problem
+            responses["4XX"] = {
+                "description": "Requête refusée : problème RFC 9457 en français, ou message d'API Gateway",
+                "content": {**problem, "application/json": {"schema": _ref("GatewayMessage")}},
+            }
+            if "204" in responses:
+                responses["204"].pop("content", None)
+    return fixed
