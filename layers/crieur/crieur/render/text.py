@@ -74,10 +74,14 @@ def truncate(text: str, budget: int, measure: Measure) -> str:
             break
         kept = candidate
     if not kept.strip():
-        # One word longer than the budget (never a URL: those weigh a constant), cut inside it.
+        # One word longer than the budget, cut inside it; never inside a link (where a URL does not weigh a
+        # constant, as on Bluesky), since a cut link leads nowhere: the link goes whole or not at all.
         kept = text
         while kept and measure(kept + ELLIPSIS) > budget:
             kept = kept[:-1]
+        for start, end in url_spans(text):
+            if start < len(kept) < end:
+                kept = kept[:start]
     return kept.rstrip() + ELLIPSIS
 
 
