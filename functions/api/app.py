@@ -56,6 +56,17 @@ from crieur.models import (
 )
 from crieur.problems import document_problems, field_errors
 from crieur.service import PublicationService
+from crieur.subscribers import (
+    CodeConfirmation,
+    Confirmed,
+    SubscriberCounts,
+    SubscriptionAccepted,
+    SubscriptionRequest,
+    UnsubscribeRequest,
+    confirmation_page,
+    unsubscribe_form_page,
+    unsubscribed_page,
+)
 from crieur.usage import usage_csv, usage_report
 from crieur.weather.broadcast import WeatherAlerts
 
@@ -529,11 +540,110 @@ def webpush_unsubscribe(insee: Annotated[str, Path(max_length=5)], request: WebP
     return Response(status_code=204, content_type="application/json", body="")
 
 
+# --- SMS and e-mail subscriptions of residents (crieur.subscribers), no API key ----------------------------
+
+INSEE = r"^(?:\d{5}|2[AB]\d{3})$"
+HTML = "text/html; charset=utf-8"
+PAGE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+def request_base_url() -> str:
+    """This API's own URL, for the links of a confirmation e-mail (API Gateway sets these headers)."""
+    headers = app.current_event.headers
+    scheme = headers.get("x-forwarded-proto", "https")
+    port = headers.get("x-forwarded-port", "")
+    default = {"https": "443", "http": "80"}.get(scheme)
+    host = app.current_event.request_context.domain_name
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def one_click_unsubscribe(event: dict[str, Any]) -> bool:
+    """RFC 8058: mail clients POST `List-Unsubscribe=One-Click` as a form to the unsubscribe link."""
+    path = str(event.get("rawPath") or "")
+    method = str(event.get("requestContext", {}).get("http", {}).get("method", ""))
+    return method == "POST" and path.startswith("/public/") and path.endswith("/subscriptions/unsubscribe")
+
+
+@app.post(
+    "/public/<insee>/subscriptions",
+    security=[{}],
+    responses={202: {"description": "Demande enregistrée : confirmation envoyée si l'adresse peut être inscrite"}},
+)
+def subscribe(
+    insee: Annotated[str, Path(pattern=INSEE)], request: SubscriptionRequest
+) -> Response[SubscriptionAccepted]:
+    """Inscrit un numéro de mobile et/ou une adresse e-mail aux messages de la commune (sujets choisis, aucun :
+    tous), avec la version du texte de consentement lu. Rien n'est envoyé avant la confirmation : un code par
+    SMS, un lien par e-mail. La réponse est la même que l'adresse soit déjà inscrite ou non."""
+    accepted = config.subscribers().subscribe(insee, request, request_base_url())
+    return Response(status_code=202, content_type="application/json", body=accepted)
+
+
+@app.delete("/public/<insee>/subscriptions", security=[{}], responses={204: {"description": "Désinscrit"}})
+def unsubscribe_address(insee: Annotated[str, Path(pattern=INSEE)], request: UnsubscribeRequest) -> Response[str]:
+    """Désinscrit un numéro et/ou une adresse et efface tout ce qui les concerne (même réponse s'ils n'étaient
+    pas inscrits)."""
+    config.subscribers().unsubscribe(insee, request)
+    return Response(status_code=204, content_type="application/json", body="")
+
+
+@app.post("/public/<insee>/subscriptions/confirm", security=[{}])
+def confirm_code(insee: Annotated[str, Path(pattern=INSEE)], request: CodeConfirmation) -> Confirmed:
+    """Confirme une inscription par SMS avec le code à 6 chiffres reçu (5 essais)."""
+    return config.subscribers().confirm_code(insee, request)
+
+
+@app.get(
+    "/public/<insee>/subscriptions/confirm",
+    security=[{}],
+    responses={200: {"description": "Page de confirmation", "content": {HTML: {"schema": {"type": "string"}}}}},
+)
+def confirm_link(
+    insee: Annotated[str, Path(pattern=INSEE)], token: Annotated[str, Query(max_length=200)]
+) -> Response[str]:
+    """Le lien de confirmation reçu par e-mail."""
+    confirmed = config.subscribers().confirm_link(insee, token)
+    return Response(200 if confirmed else 404, HTML, confirmation_page(confirmed), headers=PAGE_HEADERS)
+
+
+@app.get(
+    "/public/<insee>/subscriptions/unsubscribe",
+    security=[{}],
+    responses={200: {"description": "Bouton de désinscription", "content": {HTML: {"schema": {"type": "string"}}}}},
+)
+def unsubscribe_page(
+    insee: Annotated[str, Path(pattern=INSEE)], token: Annotated[str, Query(max_length=200)]
+) -> Response[str]:
+    """Le lien de désinscription d'un e-mail : une page avec un bouton (les robots qui ouvrent les liens ne
+    désinscrivent personne)."""
+    return Response(200, HTML, unsubscribe_form_page(token), headers=PAGE_HEADERS)
+
+
+@app.post(
+    "/public/<insee>/subscriptions/unsubscribe",
+    security=[{}],
+    responses={200: {"description": "Désinscrit", "content": {HTML: {"schema": {"type": "string"}}}}},
+)
+def unsubscribe_one_click(
+    insee: Annotated[str, Path(pattern=INSEE)], token: Annotated[str, Query(max_length=200)]
+) -> Response[str]:
+    """Désinscription en un clic (RFC 8058 : le client de messagerie envoie List-Unsubscribe=One-Click)."""
+    done = config.subscribers().unsubscribe_token(insee, token)
+    return Response(200 if done else 404, HTML, unsubscribed_page(done), headers=PAGE_HEADERS)
+
+
+@app.get("/v1/subscribers")
+def subscriber_counts() -> SubscriberCounts:
+    """Combien d'habitants sont inscrits par SMS et par e-mail (confirmés, en attente, par sujet) : des nombres
+    seulement, jamais les adresses."""
+    return config.subscribers().counts(commune())
+
+
 def refused_early(event: dict[str, Any]) -> dict[str, Any] | None:
     """What is refused before routing: too big, a form or bytes instead of JSON, a key matching no commune."""
     if len(event.get("body") or "") > MAX_BODY_BYTES * (4 / 3 if event.get("isBase64Encoded") else 1):
         answer = (413, "Requête trop volumineuse", "Au plus 256 Kio.", [("body", "Au plus 256 Kio.")])
-    elif form_body(event):
+    elif form_body(event) and not one_click_unsubscribe(event):
         answer = (415, "Format non pris en charge", NOT_JSON, [("Content-Type", NOT_JSON)])
     elif undecodable_body(event):
         message = "JSON invalide : le corps n'est pas du texte UTF-8."

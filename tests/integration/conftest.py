@@ -230,7 +230,7 @@ class Stack:
 
 def _reset_caches() -> None:
     aws.reset()
-    for cached in (config.store, config.vault, config.fanout, config.events):
+    for cached in (config.store, config.vault, config.fanout, config.events, config.subscribers):
         cached.cache_clear()
 
 

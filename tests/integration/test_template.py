@@ -154,6 +154,14 @@ def test_credentials_key(main: dict[str, Any]) -> None:
     }
 
 
+def test_subscriber_lookup_key_is_an_hmac_key(main: dict[str, Any]) -> None:
+    key = main["Resources"]["SubscriberLookupKey"]
+    assert key["Type"] == "AWS::KMS::Key"
+    assert key["DeletionPolicy"] == "Retain"
+    assert key["Properties"]["KeySpec"] == "HMAC_256"
+    assert key["Properties"]["KeyUsage"] == "GENERATE_VERIFY_MAC"
+
+
 def test_layer_builds_python313_arm64(main: dict[str, Any]) -> None:
     layer = main["Resources"]["CrieurLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
@@ -200,6 +208,13 @@ def test_routes_and_their_auth(main: dict[str, Any]) -> None:
         "WebpushKey": ("GET", "/public/{commune}/webpush/key", "NONE"),  # browsers, no API key
         "WebpushSubscribe": ("POST", "/public/{commune}/webpush/subscriptions", "NONE"),
         "WebpushUnsubscribe": ("DELETE", "/public/{commune}/webpush/subscriptions", "NONE"),
+        # residents' SMS and e-mail subscriptions: no API key (double opt-in, one-click unsubscribe)
+        "Subscribe": ("POST", "/public/{commune}/subscriptions", "NONE"),
+        "Unsubscribe": ("DELETE", "/public/{commune}/subscriptions", "NONE"),
+        "ConfirmCode": ("POST", "/public/{commune}/subscriptions/confirm", "NONE"),
+        "ConfirmLink": ("GET", "/public/{commune}/subscriptions/confirm", "NONE"),
+        "UnsubscribePage": ("GET", "/public/{commune}/subscriptions/unsubscribe", "NONE"),
+        "UnsubscribeOneClick": ("POST", "/public/{commune}/subscriptions/unsubscribe", "NONE"),
     }
     for event in events.values():
         assert event["Type"] == "HttpApi"
@@ -223,6 +238,7 @@ def test_functions(main: dict[str, Any]) -> None:
         "CRIEUR_IDEMPOTENCY_TABLE_NAME": {"Ref": "IdempotencyTable"},
         "CRIEUR_TOPIC_ARN": {"Ref": "PublicationTopic"},
         "CRIEUR_KMS_KEY_ID": {"Fn::GetAtt": ["CredentialsKey", "Arn"]},
+        "CRIEUR_LOOKUP_KEY_ID": {"Fn::GetAtt": ["SubscriberLookupKey", "Arn"]},
         "CRIEUR_SCHEDULE_GROUP": {"Ref": "ScheduleGroup"},
         "CRIEUR_RELEASE_FUNCTION_ARN": {"Fn::GetAtt": ["ReleaseFunction", "Arn"]},
         "CRIEUR_SCHEDULER_ROLE_ARN": {"Fn::GetAtt": ["SchedulerRole", "Arn"]},
@@ -350,8 +366,9 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _wildcard_ok(resource: Any) -> bool:
-    """No `*` in a Resource, except the `/index/*` suffix after a table ARN (the table's own indexes) and
-    the `pub-*` schedules of the stack's own schedule group (one per scheduled publication)."""
+    """No `*` in a Resource, except the `/index/*` suffix after a table ARN (the table's own indexes),
+    the `pub-*` schedules of the stack's own schedule group (one per scheduled publication), and the
+    account's SMS sender ids and SES identities (one per commune, registered outside the stack)."""
     text = resource.get("Fn::Sub") if isinstance(resource, dict) else resource
     if not isinstance(text, str) or "*" not in text:
         return True
@@ -361,6 +378,7 @@ def _wildcard_ok(resource: Any) -> bool:
         (text.endswith("/index/*") and "Arn}" in text)
         or text.endswith(":schedule/${ScheduleGroup}/pub-*")
         or text in ("${PublicBucket.Arn}/*", "arn:${AWS::Partition}:s3:::${PublicBucketName}/*")  # its objects
+        or text.endswith((":${AWS::AccountId}:sender-id/*", ":${AWS::AccountId}:identity/*"))
     )
 
 
@@ -410,6 +428,10 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "iam:PassRole",
         "kms:Encrypt",
         "kms:Decrypt",
+        "kms:GenerateDataKey",  # a commune's data key for its subscribers' addresses
+        "kms:GenerateMac",  # the keyed hash of a subscriber's address
+        "sms-voice:SendTextMessage",  # confirmation codes
+        "ses:SendEmail",  # confirmation links
         "s3:GetObject",  # GET /public/{commune}/{file}
         "s3:ListBucket",  # a missing file is a 404, not a 403
     }
@@ -423,6 +445,13 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
     assert sealing["Condition"] == {
         "Null": {"kms:EncryptionContext:commune": "false", "kms:EncryptionContext:channel": "false"}
     }
+    (data_keys,) = [s for s in main_stmts["ApiFunction"] if "kms:GenerateDataKey" in _as_list(s["Action"])]
+    assert data_keys["Condition"] == {
+        "StringEquals": {"kms:EncryptionContext:channel": "subscribers"},
+        "Null": {"kms:EncryptionContext:commune": "false"},
+    }
+    (lookups,) = [s for s in main_stmts["ApiFunction"] if "kms:GenerateMac" in _as_list(s["Action"])]
+    assert lookups["Resource"] == {"Fn::GetAtt": ["SubscriberLookupKey", "Arn"]}
     assert _actions(main_stmts["ReleaseFunction"]) == {
         "dynamodb:GetItem",
         "dynamodb:UpdateItem",

@@ -17,6 +17,7 @@ from crieur.security import guarded_client
 from crieur.store import Store
 
 if TYPE_CHECKING:
+    from crieur.subscribers import Subscribers
     from crieur.weather.broadcast import VigilanceSource
     from crieur.weather.meteofrance import MeteoFranceCredentials
 
@@ -36,6 +37,16 @@ def store() -> Store:
 @cache
 def vault() -> KmsVault:
     return KmsVault(os.environ.get("CRIEUR_KMS_KEY_ID"))
+
+
+@cache
+def subscribers() -> Subscribers:
+    """SMS and e-mail subscribers: addresses sealed under the commune's data key, found by a KMS HMAC."""
+    from crieur.subscribers import KmsSubscriberKeys, Subscribers
+
+    keys = KmsSubscriberKeys(store(), os.environ.get("CRIEUR_KMS_KEY_ID"), os.environ.get("CRIEUR_LOOKUP_KEY_ID"))
+    base_url = os.environ.get("CRIEUR_PUBLIC_BASE_URL", "http://127.0.0.1:3000")
+    return Subscribers(store(), keys, public_base_url=base_url)
 
 
 @cache

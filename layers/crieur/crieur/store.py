@@ -35,9 +35,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
     from crieur.channels.webpush import Subscription
+    from crieur.subscribers import SubscriberRecord
 
 ClaimOutcome = Literal["claimed", "final", "busy", "missing"]
 Outcome = Literal["sent", "failed", "skipped"]
+BATCH_GET = 100
 
 
 class InvalidCursor(ValueError):
@@ -1143,6 +1145,158 @@ class Store:
             }
         )
 
+    # --- SMS and e-mail subscribers (crieur.subscribers) ------------------------------------------------
+    # `C#<commune>` / `SUBKEY`: the commune's data key for subscriber data, wrapped by KMS.
+    # `C#<commune>` / `S#<medium>#<subscriber id>`: one address's subscription (address encrypted); gsi1
+    # `SA#<medium>#<keyed hash of the address>` / `C#<commune>` finds an address's communes; `ttl` purges
+    # a subscription never confirmed.
+
+    def subscriber_data_key(self, commune: str) -> bytes | None:
+        item = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": "SUBKEY"}, ConsistentRead=True).get("Item")
+        return _binary(item["wrapped"]) if item else None
+
+    def add_subscriber_data_key(self, commune: str, wrapped: bytes) -> bytes:
+        """Stores the wrapped key unless one exists; answers the one that is stored (the first wins a race)."""
+        try:
+            self.table.put_item(
+                Item={
+                    "pk": _commune_pk(commune),
+                    "sk": "SUBKEY",
+                    "wrapped": wrapped,
+                    "created_at": utc_now().isoformat(),
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            stored = self.subscriber_data_key(commune)
+            assert stored is not None
+            return stored
+        return wrapped
+
+    def get_subscriber(self, commune: str, medium: str, subscriber_id: str) -> SubscriberRecord | None:
+        item = self.table.get_item(
+            Key={"pk": _commune_pk(commune), "sk": f"S#{medium}#{subscriber_id}"}, ConsistentRead=True
+        ).get("Item")
+        return _subscriber(item) if item else None
+
+    def save_subscriber(self, commune: str, record: SubscriberRecord, *, previous_version: int | None) -> bool:
+        """Writes the whole subscription if it is still at `previous_version` (None: if absent); False otherwise."""
+        item: dict[str, Any] = {
+            "pk": _commune_pk(commune),
+            "sk": f"S#{record.medium}#{record.id}",
+            "type": "subscriber",
+            "gsi1pk": f"SA#{record.medium}#{record.lookup}",
+            "gsi1sk": _commune_pk(commune),
+            "medium": record.medium,
+            "status": record.status,
+            "sealed": record.sealed,
+            "unsubscribe_hash": record.unsubscribe_hash,
+            "categories": list(record.categories),
+            "consent_version": record.consent_version,
+            "consent_at": record.consent_at,
+            "created_at": record.created_at,
+            "attempts": record.attempts,
+            "sends": record.sends,
+            "version": record.version,
+        }
+        optional = {
+            "confirmed_at": record.confirmed_at,
+            "pending_categories": list(record.pending_categories) if record.pending_categories is not None else None,
+            "pending_consent_version": record.pending_consent_version,
+            "pending_consent_at": record.pending_consent_at,
+            "secret_hash": record.secret_hash,
+            "pending_until": record.pending_until,
+            "sends_since": record.sends_since,
+            "ttl": record.ttl,
+        }
+        item.update({name: value for name, value in optional.items() if value is not None})
+        if previous_version is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "version = :previous",
+                "ExpressionAttributeValues": {":previous": previous_version},
+            }
+        try:
+            self.table.put_item(Item=item, **condition)
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def delete_subscriber(self, commune: str, medium: str, subscriber_id: str) -> bool:
+        old = self.table.delete_item(
+            Key={"pk": _commune_pk(commune), "sk": f"S#{medium}#{subscriber_id}"}, ReturnValues="ALL_OLD"
+        ).get("Attributes")
+        return old is not None
+
+    def subscriber_audience(self, commune: str, medium: str, category: str) -> list[str]:
+        """Ids of the confirmed subscribers of a medium who chose `category`, in key order (stable)."""
+        from boto3.dynamodb.conditions import Attr, Key
+
+        items = self._query_all(
+            {
+                "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with(f"S#{medium}#"),
+                "FilterExpression": Attr("status").eq("confirmed") & Attr("categories").contains(category),
+                "ProjectionExpression": "sk",
+            }
+        )
+        return [str(item["sk"]).removeprefix(f"S#{medium}#") for item in items]
+
+    def subscriber_summaries(self, commune: str) -> list[tuple[str, str, tuple[str, ...], int | None]]:
+        """(medium, status, categories, end of the pending confirmation) of each subscription, nothing personal."""
+        from boto3.dynamodb.conditions import Key
+
+        items = self._query_all(
+            {
+                "KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & Key("sk").begins_with("S#"),
+                "ProjectionExpression": "medium, #status, categories, pending_until",
+                "ExpressionAttributeNames": {"#status": "status"},
+            }
+        )
+        return [
+            (
+                str(item["medium"]),
+                str(item["status"]),
+                tuple(str(category) for category in item.get("categories") or []),
+                int(item["pending_until"]) if "pending_until" in item else None,
+            )
+            for item in items
+        ]
+
+    def subscribers_among(self, commune: str, medium: str, subscriber_ids: list[str]) -> list[SubscriberRecord]:
+        """The subscriptions of these ids that still exist (100 to a read), in no particular order."""
+        pk = _commune_pk(commune)
+        found: list[SubscriberRecord] = []
+        for start in range(0, len(subscriber_ids), BATCH_GET):
+            keys: list[dict[str, Any]] = [
+                {"pk": pk, "sk": f"S#{medium}#{subscriber_id}"}
+                for subscriber_id in dict.fromkeys(subscriber_ids[start : start + BATCH_GET])
+            ]
+            while keys:
+                answer: Any = aws.dynamodb().batch_get_item(
+                    RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+                )
+                found += [_subscriber(item) for item in answer["Responses"].get(self.table_name, [])]
+                keys = list(answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", []))
+        return found
+
+    def subscriptions_of_address(self, medium: str, lookup: str) -> list[tuple[str, str]]:
+        """(commune, subscriber id) of every subscription of an address, found by its keyed hash."""
+        from boto3.dynamodb.conditions import Key
+
+        items = self._query_all(
+            {
+                "IndexName": "gsi1",
+                "KeyConditionExpression": Key("gsi1pk").eq(f"SA#{medium}#{lookup}"),
+                "ProjectionExpression": "pk, sk",
+            }
+        )
+        return [(str(item["pk"]).removeprefix("C#"), str(item["sk"]).removeprefix(f"S#{medium}#")) for item in items]
+
 
 def _sealed_items(secrets: tuple[SealedSecret, ...]) -> list[dict[str, Any]]:
     return [
@@ -1207,3 +1361,42 @@ def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
     ):
         raise InvalidCursor(cursor)
     return decoded
+
+
+def _binary(value: Any) -> bytes:
+    """A Binary attribute as bytes (boto3 wraps them)."""
+    return bytes(value.value) if hasattr(value, "value") else bytes(value)
+
+
+def _subscriber(item: dict[str, Any]) -> SubscriberRecord:
+    from crieur.subscribers import SubscriberRecord
+
+    def optional_int(name: str) -> int | None:
+        return int(item[name]) if name in item else None
+
+    def optional_str(name: str) -> str | None:
+        return str(item[name]) if name in item else None
+
+    pending = item.get("pending_categories")
+    return SubscriberRecord(
+        id=str(item["sk"]).split("#", 2)[2],
+        medium=item["medium"],
+        status=item["status"],
+        lookup=str(item["gsi1pk"]).split("#", 2)[2],
+        sealed=_binary(item["sealed"]),
+        unsubscribe_hash=str(item["unsubscribe_hash"]),
+        categories=tuple(str(category) for category in item.get("categories") or []),
+        consent_version=str(item["consent_version"]),
+        consent_at=str(item["consent_at"]),
+        created_at=str(item["created_at"]),
+        confirmed_at=optional_str("confirmed_at"),
+        pending_categories=tuple(str(category) for category in pending) if pending is not None else None,
+        pending_consent_version=optional_str("pending_consent_version"),
+        pending_consent_at=optional_str("pending_consent_at"),
+        secret_hash=optional_str("secret_hash"),
+        attempts=int(item.get("attempts", 0)),
+        pending_until=optional_int("pending_until"),
+        sends=int(item.get("sends", 0)),
+        sends_since=optional_int("sends_since"),
+        version=int(item.get("version", 1)),
+    )
