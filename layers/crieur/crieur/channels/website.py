@@ -533,6 +533,8 @@ def _item(parent: ET.Element, entry: dict[str, Any], alert: bool) -> None:
         text, background = URGENCY_COLOURS[entry["urgency"]]
         item.set("class", "crieur-alert")
         item.set("style", f"color:{text};background:{background}")
+        if entry["expires_at"]:
+            item.set("data-expires", entry["expires_at"])  # widget.js leaves out an alert that has expired since
         _sub(item, "span", URGENCY_LABEL[entry["urgency"]], **{"class": "crieur-label"})
     _sub(item, "h3", entry["title"])
     published = _when(entry["published_at"]).astimezone(PARIS)
@@ -580,13 +582,18 @@ def widget_page(title: str, fragment: str) -> bytes:
 
 
 def widget_script(fragment: str) -> bytes:
-    """Inserts the block where the secretary pasted the <script> line; the HTML travels as a JSON string."""
+    """Inserts the block where the secretary pasted the <script> line; the HTML travels as a JSON string.
+
+    Alerts that expired after the block was generated are left out before it is shown (no layout shift)."""
     literal = json.dumps(fragment, ensure_ascii=True)
     for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
         literal = literal.replace(raw, escaped)
     script = (
         "(function(){var s=document.currentScript;var d=document.createElement('div');"
-        f"d.innerHTML={literal};var b=d.firstElementChild;"
+        f"d.innerHTML={literal};var b=d.firstElementChild;var now=Date.now();"
+        "b.querySelectorAll('[data-expires]').forEach(function(i){if(now>=Date.parse(i.getAttribute('data-expires'))){"
+        "var l=i.parentNode;l.removeChild(i);if(!l.children.length){var h=l.previousElementSibling;"
+        "if(h&&h.tagName==='H2'){h.parentNode.removeChild(h);}l.parentNode.removeChild(l);}}});"
         "if(s&&s.parentNode){s.parentNode.insertBefore(b,s.nextSibling);}else{document.body.appendChild(b);}})();\n"
     )
     return script.encode()
