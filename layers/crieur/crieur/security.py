@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import httpcore
 import httpx
 
 API_KEY_PREFIX = "crieur_"
@@ -122,31 +123,86 @@ def local_http_allowed(scheme: str, host: str | None) -> bool:
         return False
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (mapped, 6to4, Teredo, NAT64), where the packets really go."""
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if ip in NAT64:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [address for address in found if address is not None]
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(ip)):
+        return all(inner.is_global and not inner.is_multicast for inner in embedded)
     return ip.is_global and not ip.is_multicast
+
+
+def public_address(host: str, port: int) -> str:
+    """Resolves `host` once and refuses it when any of its addresses is not public; the address to connect to.
+
+    Any spelling of an address resolves to what it means here (2130706433, 0177.0.0.1, 0x7f.1, ::ffff:7f00:1 are
+    all 127.0.0.1), and the check is on that. Raises socket.gaierror for an unknown name.
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    for *_, sockaddr in infos:
+        if not _is_public(str(sockaddr[0])):
+            raise ForbiddenTarget(f"{host} désigne une adresse privée ou locale ({sockaddr[0]}) : refusé")
+    return str(infos[0][4][0])
 
 
 def check_public_host(host: str, port: int) -> None:
     """Resolves `host` and refuses it when any of its addresses is not public."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        public_address(host, port)
     except socket.gaierror as unknown:
         raise httpx.ConnectError(f"nom de domaine introuvable : {host}") from unknown
-    for *_, sockaddr in infos:
-        if not _is_public(str(sockaddr[0])):
-            raise ForbiddenTarget(f"{host} désigne une adresse privée ou locale ({sockaddr[0]}) : refusé")
+
+
+class GuardedBackend(httpcore.NetworkBackend):
+    """Opens every connection to the address it checked: a name is resolved once, at connect time, so a DNS
+    answer that turns private between a check and the connection (DNS rebinding) never reaches a private host.
+    TLS still verifies the certificate against the name (httpcore passes the name as server_hostname)."""
+
+    def __init__(self, inner: httpcore.NetworkBackend) -> None:
+        self.inner = inner
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        if not private_targets_allowed():
+            try:
+                host = public_address(host, port)
+            except socket.gaierror as unknown:
+                raise httpcore.ConnectError(f"nom de domaine introuvable : {host}") from unknown
+        return self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+    ) -> httpcore.NetworkStream:
+        raise ForbiddenTarget("socket Unix : refusé")
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
 
 
 class GuardedTransport(httpx.HTTPTransport):
-    """Checks every request's host before connecting (redirects included, since each hop comes here)."""
+    """Every connection goes through GuardedBackend: each redirect hop too, and a pooled connection is one that
+    was checked when it was opened."""
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if not private_targets_allowed():
-            check_public_host(request.url.host, request.url.port or (443 if request.url.scheme == "https" else 80))
-        return super().handle_request(request)
+    def __init__(self, *, retries: int = 0, http2: bool = False) -> None:
+        super().__init__(retries=retries, http2=http2)
+        pool = self._pool
+        assert isinstance(pool, httpcore.ConnectionPool)
+        pool._network_backend = GuardedBackend(pool._network_backend)
 
 
 def guarded_client(timeout: float = 10.0) -> httpx.Client:
