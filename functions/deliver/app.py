@@ -40,6 +40,7 @@ def worker() -> DeliveryWorker:
         http=config.http,
         max_receive_count=int(os.environ.get("CRIEUR_MAX_RECEIVE_COUNT", "5")),
         retry_base_seconds=int(os.environ.get("CRIEUR_RETRY_BASE_SECONDS", "10")),
+        lease_seconds=int(os.environ.get("CRIEUR_LEASE_SECONDS", "60")),
         events=config.events(),
     )
 

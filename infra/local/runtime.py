@@ -95,6 +95,37 @@ def _load_handler(spec: str) -> Callable[[Any, Any], Any]:
     return handler  # type: ignore[no-any-return]
 
 
+CRASH_AFTER_SEND = "CRIEUR_FAULT_CRASH_AFTER_SEND"
+"""`make soak`: the probability that a deliver worker's process dies after the provider accepted a post and
+before the delivery's status is written (half before the usage line, half after it), like a container killed
+mid-invocation. Its SQS batch then comes back after the visibility timeout."""
+
+
+def _install_crash_fault() -> None:
+    rate = float(os.environ.get(CRASH_AFTER_SEND) or 0)
+    if rate <= 0 or not os.environ.get("CHANNEL"):
+        return
+    import random
+
+    from crieur.store import Store
+
+    meter = Store.meter
+
+    def crash(where: str) -> None:
+        print(f"CRASH injected {where}", file=sys.stderr, flush=True)
+        os._exit(137)
+
+    def crashing_meter(self: Store, *args: Any, **kwargs: Any) -> bool:
+        if random.random() < rate / 2:  # noqa: S311 - fault injection
+            crash("after the provider call, before the usage line")
+        recorded = meter(self, *args, **kwargs)
+        if random.random() < rate / 2:  # noqa: S311 - fault injection
+            crash("after the usage line, before the status write")
+        return recorded
+
+    Store.meter = crashing_meter  # type: ignore[method-assign]
+
+
 def _child(handler_spec: str, result_fd: int) -> int:
     # Ctrl-C in a terminal goes to the whole process group: the parent decides when this process stops
     # (it closes stdin); SIGTERM still ends it at once.
@@ -124,6 +155,8 @@ def _child(handler_spec: str, result_fd: int) -> int:
         init_error["errorMessage"] = message
         print(f"INIT ERROR {init_error['errorMessage']}", file=sys.stderr, flush=True)
         traceback.print_exc()
+    else:
+        _install_crash_fault()
     results.write(json.dumps({"ready": True, "init_error": init_error}) + "\n")
     for line in requests:
         request = json.loads(line)

@@ -19,7 +19,8 @@ A fault applies to its channel's next `count` write requests (Mastodon `POST`/`D
 `POST` media, webhook `POST`). With a `status`, the request is answered with that status and a
 provider-shaped error body and creates nothing. With only a `delay_seconds`, the request is handled
 normally after the delay, like a slow provider: the post exists even when the client has given up waiting
-(which is what Idempotency-Key is for).
+(which is what Idempotency-Key is for). `set_chaos(Chaos(...))` draws such faults at random on every write
+request of the given channels (`make soak`): a share of 5xx, a share of timeouts, bursts of 429.
 
 Standard library only (plus `crieur.security` for the webhook signature). Loopback only.
 """
@@ -244,6 +245,55 @@ class Fault:
 
 
 @dataclass
+class Chaos:
+    """Random faults on channels' write requests (`make soak`), after any fault queued with inject_fault.
+
+    Of the requests outside a burst, `error_rate` are answered 500/502/503, `timeout_rate` are held
+    `timeout_seconds` (longer than the client waits) then handled normally: the post exists though the client
+    gave up, which only an idempotency key makes safe. `burst_rate` of them start a burst: that request and
+    the channel's next `burst_length - 1` ones are answered 429 with Retry-After `retry_after`.
+    """
+
+    channels: frozenset[str]
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    timeout_seconds: float = 0.0
+    burst_rate: float = 0.0
+    burst_length: int = 5
+    retry_after: int = 1
+    seed: int | None = None
+    drawn: dict[str, int] = field(default_factory=dict)
+    """How many faults of each kind (`5xx`, `timeout`, `429`) were drawn so far."""
+
+    def __post_init__(self) -> None:
+        import random
+
+        self._random = random.Random(self.seed)  # noqa: S311 - fault injection, not cryptography
+        self._bursts: dict[str, int] = {}
+
+    def draw(self, channel: str) -> Fault | None:
+        """The fault for this request, or None (the caller holds the sandbox's lock)."""
+        if self._bursts.get(channel, 0) > 0:
+            self._bursts[channel] -= 1
+            return self._count("429", Fault(channel, 429, 1, 0.0, self.retry_after))
+        roll = self._random.random()
+        if roll < self.burst_rate:
+            self._bursts[channel] = self.burst_length - 1
+            return self._count("429", Fault(channel, 429, 1, 0.0, self.retry_after))
+        roll -= self.burst_rate
+        if roll < self.error_rate:
+            return self._count("5xx", Fault(channel, self._random.choice((500, 502, 503)), 1))
+        roll -= self.error_rate
+        if roll < self.timeout_rate:
+            return self._count("timeout", Fault(channel, None, 1, self.timeout_seconds))
+        return None
+
+    def _count(self, kind: str, fault: Fault) -> Fault:
+        self.drawn[kind] = self.drawn.get(kind, 0) + 1
+        return fault
+
+
+@dataclass
 class Reply:
     status: int
     body: bytes = b""
@@ -396,6 +446,7 @@ class Sandbox:
         self._webhook_secrets: dict[str, str] = {}
         self._received: list[dict[str, Any]] = []
         self._faults: list[Fault] = []
+        self.chaos: Chaos | None = None
         self._statuses: dict[str, dict[str, Any]] = {}
         self._sources: dict[str, str] = {}
         self._deleted: set[str] = set()
@@ -549,7 +600,14 @@ class Sandbox:
                     if fault.remaining <= 0:
                         del self._faults[index]
                     return taken
+            if self.chaos is not None and channel in self.chaos.channels:
+                return self.chaos.draw(channel)
         return None
+
+    def set_chaos(self, chaos: Chaos | None) -> None:
+        """Random faults on the given channels' write requests from now on (None stops them)."""
+        with self._lock:
+            self.chaos = chaos
 
     def wait_fault(self, fault: Fault | None) -> None:
         if fault is not None and fault.delay_seconds:
@@ -1311,6 +1369,7 @@ def _verbose() -> bool:
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the listen backlog: a Web Push chunk opens 50 connections at once (default 5)
 
     def __init__(self, address: tuple[str, int], sandbox: Sandbox, family: socket.AddressFamily) -> None:
         self.address_family = family

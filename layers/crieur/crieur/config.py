@@ -62,8 +62,9 @@ def events() -> SqsEvents:
 
 @cache
 def http() -> httpx.Client:
-    """The guarded HTTP client every adapter uses, one per container."""
-    return guarded_client()
+    """The guarded HTTP client every adapter uses, one per container (CRIEUR_HTTP_TIMEOUT_SECONDS, default 10,
+    is a knob of the local stack's soak)."""
+    return guarded_client(float(os.environ.get("CRIEUR_HTTP_TIMEOUT_SECONDS", "10")))
 
 
 @cache

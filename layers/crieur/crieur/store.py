@@ -67,6 +67,15 @@ def _conditional_failed(error: ClientError) -> bool:
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
+def _first_condition_failed(error: ClientError) -> bool:
+    """A transaction cancelled because its first item's condition failed (a usage line already written), not
+    because it conflicted with a concurrent transaction on a shared item or was throttled."""
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons: list[dict[str, Any]] = error.response.get("CancellationReasons") or []  # type: ignore[assignment]
+    return bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed"
+
+
 @dataclass(frozen=True)
 class ChannelRecord:
     channel: ChannelName
@@ -683,9 +692,9 @@ class Store:
                 ]
             )
         except ClientError as error:
-            if _conditional_failed(error):
+            if _first_condition_failed(error):
                 return False
-            raise
+            raise  # a conflict with another transaction on the month's counters, a throttle: retried, never dropped
         return True
 
     def month_amount_ht(self, commune: str, month: str) -> Decimal:
