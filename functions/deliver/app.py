@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from crieur import aws, config
 from crieur.channels import ADAPTERS
 from crieur.delivery import DeliveryWorker
+from crieur.fanout import SqsChunkQueue
 from crieur.models import FanoutMessage
 
 logger = Logger()
@@ -38,6 +39,7 @@ def worker() -> DeliveryWorker:
         vault=config.vault(),
         channel=channel,
         http=config.http,
+        chunks=SqsChunkQueue(os.environ["CRIEUR_QUEUE_URL"]),
         max_receive_count=int(os.environ.get("CRIEUR_MAX_RECEIVE_COUNT", "5")),
         retry_base_seconds=int(os.environ.get("CRIEUR_RETRY_BASE_SECONDS", "10")),
         lease_seconds=int(os.environ.get("CRIEUR_LEASE_SECONDS", "60")),

@@ -501,9 +501,11 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "dynamodb:PutItem",
         "dynamodb:DeleteItem",  # Web Push subscriptions that are gone
         "dynamodb:Query",
+        "dynamodb:BatchWriteItem",  # the chunks of a delivery to many recipients, their recipients' markers
+        "dynamodb:BatchGetItem",  # a chunk's Web Push subscriptions
         "kms:Decrypt",
         "sqs:ChangeMessageVisibility",
-        "sqs:SendMessage",  # status events
+        "sqs:SendMessage",  # status events, and the chunks of a delivery to many recipients
         "ssm:GetParameter",  # the price list, when the deployment has its own
         "s3:GetObject",  # the website channel only (below)
         "s3:PutObject",
@@ -523,8 +525,8 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
     (decrypt,) = [s for s in deliver if s["Action"] == "kms:Decrypt"]
     assert decrypt["Resource"] == {"Ref": "CredentialsKeyArn"}
     assert decrypt["Condition"] == {"StringEquals": {"kms:EncryptionContext:channel": {"Ref": "Channel"}}}
-    (send,) = [s for s in deliver if s["Action"] == "sqs:SendMessage"]
-    assert send["Resource"] == {"Ref": "EventsQueueArn"}
+    sends = [s["Resource"] for s in deliver if s["Action"] == "sqs:SendMessage"]
+    assert sorted(sends, key=str) == [{"Fn::GetAtt": ["Queue", "Arn"]}, {"Ref": "EventsQueueArn"}]
 
 
 def test_every_emitting_function_knows_the_events_queue(main: dict[str, Any], channel: dict[str, Any]) -> None:

@@ -23,6 +23,8 @@ from crieur.render.text import url_spans
 
 Unit = Literal["publication", "delivery", "x_post_with_url", "sms_part", "email", "push_message", "webpush_message"]
 CENT = Decimal("0.01")
+RECIPIENT_UNITS: dict[str, Unit] = {"webpush": "webpush_message", "sms": "sms_part", "email": "email"}
+"""What one recipient costs on the channels that reach many (an SMS costs one unit per part)."""
 PRICE_CACHE_SECONDS = 300
 
 
@@ -44,6 +46,12 @@ class PriceList(BaseModel):
         if channel == "x" and text and url_spans(text):
             return "x_post_with_url", self.x_post_with_url
         return "delivery", self.deliveries.get(channel, Decimal(0))  # type: ignore[call-overload]
+
+    def per_recipient(self, channel: str) -> tuple[Unit, Decimal]:
+        """The unit and price of what a channel reaching many recipients bills per recipient."""
+        unit = RECIPIENT_UNITS[channel]
+        prices = {"webpush_message": self.webpush_message, "sms_part": self.sms_part, "email": self.email}
+        return unit, prices[unit]
 
     def with_vat(self, amount_ht: Decimal) -> Decimal:
         return (amount_ht * (1 + self.vat_rate)).quantize(CENT, rounding=ROUND_HALF_UP)

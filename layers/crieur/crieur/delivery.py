@@ -3,6 +3,16 @@
 Per message: claim the delivery (a conditional write), render and send through the channel adapter,
 record the outcome, and count it on the publication. Transient failures come back later through the
 queue; on the queue's last receive they are recorded `failed`, so nothing waits forever in a DLQ.
+
+A channel that reaches many recipients (`AudienceChannel`: Web Push, SMS, e-mail) is delivered in chunks.
+The publish message claims the delivery, renders once, asks the adapter for its audience, writes the chunks
+and records the plan (chunks and recipients) on the delivery, then queues one chunk message per chunk on
+the channel's own queue. A crash anywhere in between redelivers the publish message: the recorded plan is
+kept (never recomputed), and the chunks not completed are queued again. Each chunk message claims its
+chunk (a lease), sends only to the recipients not yet marked done, marks each outcome, and comes back
+through the queue for the recipients to retry; on its last receive those count failed. A chunk completes
+once (a conditional write, in one transaction with its counts on the delivery and its usage line), and
+the chunk that completes the plan settles the delivery: `sent` when anyone received it, else `failed`.
 """
 
 from __future__ import annotations
@@ -18,22 +28,30 @@ from aws_lambda_powertools import Logger
 from crieur.billing import PriceList, billing_month, price_list
 from crieur.channels import build_adapter
 from crieur.channels.base import (
-    Channel,
+    AudienceChannel,
+    ChannelError,
+    NotBefore,
     PermanentChannelError,
     PostChannel,
+    RecipientOutcome,
+    RenderedPost,
     RetractUnsupported,
+    SentPost,
     SkipDelivery,
     TransientChannelError,
 )
 from crieur.credentials import CredentialVault
 from crieur.events import NO_EVENTS, Event, Events, channel_needs_reconnect, emit, settled
+from crieur.fanout import ChunkQueue
 from crieur.models import ChannelName, DeliveryError, FanoutMessage, Publication, utc_now
-from crieur.store import Outcome, Store
+from crieur.store import Metering, Outcome, RecipientResult, Store
 
 logger = Logger(child=True)
 
 MAX_VISIBILITY_SECONDS = 12 * 3600
 MAX_BACKOFF_SECONDS = 15 * 60
+AnyChannel = PostChannel[Any, Any] | AudienceChannel[Any, Any]
+NO_AUDIENCE = "Aucun abonné ne reçoit ce canal pour l'instant : rien n'a été envoyé."
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,8 @@ class DeliveryWorker:
     vault: CredentialVault
     channel: ChannelName
     http: Callable[[], httpx.Client]
+    chunks: ChunkQueue
+    """The channel's own queue, for the chunk messages of a delivery to many recipients."""
     max_receive_count: int = 5
     retry_base_seconds: int = 10
     lease_seconds: int = 60
@@ -72,6 +92,8 @@ class DeliveryWorker:
     def handle(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
         if message.action == "retract":
             return self.retract(message, receive_count)
+        if message.chunk is not None:
+            return self.deliver_chunk(message, message.chunk, receive_count)
         return self.deliver(message, receive_count)
 
     def deliver(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
@@ -101,18 +123,7 @@ class DeliveryWorker:
         retry: RetryLater | None = None
         try:
             adapter, publication = self._adapter(commune, publication_id)
-            if not isinstance(adapter, PostChannel):
-                raise PermanentChannelError("unsupported", f"{adapter.label} : envoi par lots à venir.")
-            rendered = adapter.render(publication)
-            sent = adapter.send(rendered, delivery_id=f"{publication_id}-{channel}")
-            # Billed before the outcome is written: a crash in between redelivers the message, the
-            # provider's idempotency keeps one post, and the usage line (keyed by publication, unit and
-            # channel) is not added twice.
-            prices = self.prices()
-            unit, price = prices.delivery(channel, rendered.text)
-            self.store.meter(
-                commune, publication_id, billing_month(utc_now()), unit=unit, channel=channel, unit_price=price
-            )
+            sent = self._post(adapter, adapter.render(publication), message, token)
         except SkipDelivery as skip:
             finish("skipped", error=DeliveryError(code=skip.code, message=skip.message))
         except PermanentChannelError as permanent:
@@ -130,9 +141,177 @@ class DeliveryWorker:
                 )
                 retry = RetryLater(self._backoff(receive_count, wait), code)
         else:
-            finish("sent", external_id=sent.external_id, url=sent.url)
+            if sent is not None:
+                finish("sent", external_id=sent.external_id, url=sent.url)
         emit(self.events, notices)  # one SQS message at most; an endpoint down never reaches this path
         return retry
+
+    def _post(self, adapter: AnyChannel, rendered: RenderedPost, message: FanoutMessage, token: str) -> SentPost | None:
+        """Posts once on a PostChannel; plans and queues the chunks of an AudienceChannel (None: they settle it)."""
+        if isinstance(adapter, AudienceChannel):
+            self._plan(adapter, rendered, message, token)
+            return None
+        commune, publication_id, channel = message.commune, message.publication_id, self.channel
+        sent = adapter.send(rendered, delivery_id=f"{publication_id}-{channel}")
+        # Billed before the outcome is written: a crash in between redelivers the message, the provider's
+        # idempotency keeps one post, and the usage line (keyed by publication, unit and channel) is not
+        # added twice.
+        unit, price = self.prices().delivery(channel, rendered.text)
+        self.store.meter(
+            commune, publication_id, billing_month(utc_now()), unit=unit, channel=channel, unit_price=price
+        )
+        return sent
+
+    # --- deliveries to many recipients ----------------------------------------------------------------------
+
+    def _plan(
+        self, adapter: AudienceChannel[Any, Any], rendered: RenderedPost, message: FanoutMessage, token: str
+    ) -> None:
+        """Records the plan once (SkipDelivery when nobody is to be reached), then queues its open chunks."""
+        commune, publication_id, channel = message.commune, message.publication_id, self.channel
+        state = self.store.fanout_state(commune, publication_id, channel)
+        if state is not None and state.queued:
+            return  # a redelivered publish message: every chunk is queued already
+        if state is not None and state.chunks_total is not None:
+            numbers = self.store.incomplete_chunks(commune, publication_id, channel, state.chunks_total)
+        else:
+            audience = adapter.audience(rendered)
+            if not audience:
+                raise SkipDelivery(NO_AUDIENCE)
+            size = adapter.chunk_size
+            planned = [audience[start : start + size] for start in range(0, len(audience), size)]
+            if not self.store.plan_fanout(commune, publication_id, channel, token, planned):
+                return  # another worker holds the delivery now, and plans it
+            numbers = list(range(len(planned)))
+            logger.info(
+                "delivery planned in chunks",
+                extra={"publication_id": publication_id, "recipients": len(audience), "chunks": len(planned)},
+            )
+        self.chunks.send([message.model_copy(update={"chunk": number}) for number in numbers])
+        self.store.mark_fanout_queued(commune, publication_id, channel, token)
+
+    def deliver_chunk(self, message: FanoutMessage, chunk: int, receive_count: int) -> RetryLater | None:
+        """Sends one chunk to its recipients not yet done; see the module docstring."""
+        commune, publication_id, channel = message.commune, message.publication_id, self.channel
+        token = uuid.uuid4().hex
+        claim = self.store.claim_chunk(
+            commune, publication_id, channel, chunk, token=token, lease_seconds=self.lease_seconds
+        )
+        if claim.outcome == "missing":
+            logger.warning("no such chunk", extra={"publication_id": publication_id, "chunk": chunk})
+            return None
+        if claim.outcome == "final":  # a duplicate, or a crash before the delivery was settled
+            emit(self.events, self._settle_fanout(commune, publication_id))
+            return None
+        if claim.outcome == "busy":
+            return RetryLater(self.lease_seconds, f"another worker holds chunk {chunk}")
+
+        done = self.store.recipient_results(commune, publication_id, channel, chunk)
+        pending = [recipient for recipient in claim.recipients if recipient not in done]
+        notices: list[Event] = []
+        try:
+            outcomes = self._send_chunk(commune, publication_id, pending, notices) if pending else []
+        except NotBefore as wait:
+            self.store.release_chunk(commune, publication_id, channel, chunk, token)
+            return self._wait_until(message, wait, receive_count)
+        last = receive_count >= self.max_receive_count
+        marks: list[tuple[str, RecipientResult, int]] = []
+        waits: list[float | None] = []
+        for outcome in outcomes:
+            if outcome.result == "retry" and not last:
+                waits.append(outcome.retry_after)
+            elif outcome.result == "delivered":
+                marks.append((outcome.recipient, "delivered", outcome.units))
+            else:
+                marks.append((outcome.recipient, "failed" if outcome.result == "retry" else outcome.result, 0))
+        self.store.mark_recipients(commune, publication_id, channel, chunk, marks)
+        if waits:
+            self.store.release_chunk(commune, publication_id, channel, chunk, token)
+            emit(self.events, notices)
+            known = [wait for wait in waits if wait is not None]
+            return RetryLater(self._backoff(receive_count, max(known) if known else None), f"{len(waits)} to retry")
+
+        results = {**done, **{recipient: (result, units) for recipient, result, units in marks}}
+        delivered = [results[recipient] for recipient in claim.recipients if results[recipient][0] == "delivered"]
+        units = sum(units for _, units in delivered)
+        failures = sorted({outcome.detail for outcome in outcomes if outcome.result != "delivered" and outcome.detail})
+        metering = None
+        if units:
+            unit, price = self.prices().per_recipient(channel)
+            metering = Metering(month=billing_month(utc_now()), unit=unit, unit_price=price, quantity=units)
+        if self.store.complete_chunk(
+            commune,
+            publication_id,
+            channel,
+            chunk,
+            token,
+            sent=len(delivered),
+            failed=len(claim.recipients) - len(delivered),
+            failure="; ".join(failures)[:500] or None,
+            metering=metering,
+        ):
+            notices.extend(self._settle_fanout(commune, publication_id))
+        emit(self.events, notices)
+        return None
+
+    def _send_chunk(
+        self, commune: str, publication_id: str, pending: list[str], notices: list[Event]
+    ) -> list[RecipientOutcome]:
+        """One outcome per pending recipient: a failure of the whole chunk applies to each of them."""
+        try:
+            adapter, publication = self._adapter(commune, publication_id)
+            if not isinstance(adapter, AudienceChannel):
+                raise PermanentChannelError("not_an_audience", f"{adapter.label} n'envoie pas par destinataire.")
+            sent = adapter.send_chunk(adapter.render(publication), pending)
+        except NotBefore:
+            raise  # nothing failed: the chunk waits (deliver_chunk)
+        except PermanentChannelError as permanent:  # SkipDelivery too: nobody of this chunk can be reached
+            notices.extend(self._note_reconnect(commune, permanent, publication_id))
+            return [RecipientOutcome(recipient, "refused", detail=_short(permanent)) for recipient in pending]
+        except Exception as failure:
+            code, text, _, wait = self._transient(failure, publication_id)
+            return [RecipientOutcome(recipient, "retry", wait, f"{code}: {text}") for recipient in pending]
+        answered = {outcome.recipient: outcome for outcome in sent}
+        return [
+            answered.get(recipient) or RecipientOutcome(recipient, "retry", detail="sans réponse de l'adaptateur")
+            for recipient in pending
+        ]
+
+    def _wait_until(self, message: FanoutMessage, wait: NotBefore, receive_count: int) -> RetryLater | None:
+        """A chunk that may not be sent yet (SMS quiet hours, maybe days away) waits without using up its
+        receives: on its first receive it comes back when allowed (12 hours at most, SQS's longest visibility);
+        a later receive hands over to a fresh copy of the message, whose receive count starts again."""
+        logger.info("chunk waits", extra={"publication_id": message.publication_id, "until": wait.at.isoformat()})
+        if receive_count <= 1:
+            return RetryLater(int(min(max(wait.retry_after or 0, 1), MAX_VISIBILITY_SECONDS)), wait.code)
+        self.chunks.send([message])
+        return None
+
+    def _settle_fanout(self, commune: str, publication_id: str) -> list[Event]:
+        """Once every chunk completed: the delivery's outcome, counted once on the publication."""
+        channel = self.channel
+        state = self.store.fanout_state(commune, publication_id, channel)
+        if state is None or not state.complete or state.recipients is None:
+            return []
+        outcome: Outcome = "sent" if state.recipients.sent else "failed"
+        if state.status in ("sending", "retrying"):
+            error = None
+            if outcome == "failed":
+                reason = f" Raison : {state.failure}" if state.failure else ""
+                failed = _count(state.recipients.failed)
+                error = DeliveryError(
+                    code="no_recipient_reached",
+                    message=f"Aucun destinataire n'a reçu le message ({failed} en échec).{reason}",
+                )
+            external_id = f"{_count(state.recipients.sent)} destinataires" if outcome == "sent" else None
+            if not self.store.settle_fanout(
+                commune, publication_id, channel, outcome, external_id=external_id, error=error
+            ):
+                return []  # another worker settled it (and counts it)
+        elif state.status != outcome:
+            return []
+        ended = self.store.settle(commune, publication_id, channel, outcome)
+        return settled(commune, publication_id, channel, outcome, ended)
 
     def retract(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
         """Deletes one sent post: `retracted`, `retract_unsupported`, or still `sent` with the reason."""
@@ -169,7 +348,7 @@ class DeliveryWorker:
             finish("retracted")
         return None
 
-    def _adapter(self, commune: str, publication_id: str) -> tuple[Channel[Any, Any], Publication]:
+    def _adapter(self, commune: str, publication_id: str) -> tuple[AnyChannel, Publication]:
         publication = self.store.get_publication(commune, publication_id)
         record = self.store.get_channel(commune, self.channel)
         if publication is None:
@@ -181,7 +360,10 @@ class DeliveryWorker:
             if record.credentials_ciphertext
             else None
         )
-        return build_adapter(self.channel, record.settings, credentials, self.http()), publication
+        adapter = build_adapter(self.channel, record.settings, credentials, self.http())
+        if not isinstance(adapter, PostChannel | AudienceChannel):
+            raise TypeError(f"{type(adapter).__name__} is neither a PostChannel nor an AudienceChannel")
+        return adapter, publication
 
     def _note_reconnect(self, commune: str, refused: PermanentChannelError, publication_id: str) -> list[Event]:
         """A refused token marks the channel, so the next publication warns instead of failing again; the
@@ -207,3 +389,12 @@ class DeliveryWorker:
 
 def _error(code: str, message: str, provider_message: str | None) -> DeliveryError:
     return DeliveryError(code=code, message=message, provider_message=provider_message)
+
+
+def _short(error: ChannelError) -> str:
+    return f"{error.code}: {error.message}"[:200]
+
+
+def _count(number: int) -> str:
+    """A number as a mairie reads it: 9 998 (a narrow no-break space between thousands)."""
+    return f"{number:,}".replace(",", "\u202f")

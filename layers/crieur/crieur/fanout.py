@@ -1,4 +1,5 @@
-"""SNS publisher: one message per publication action, routed to channel queues by its `channels` attribute."""
+"""SNS publisher: one message per publication action, routed to channel queues by its `channels` attribute;
+and a channel's own queue, where a delivery to many recipients queues its chunk messages."""
 
 from __future__ import annotations
 
@@ -20,10 +21,37 @@ class SnsFanout:
     def send(self, message: FanoutMessage, channels: list[str]) -> None:
         aws.sns().publish(
             TopicArn=self.topic_arn,
-            Message=message.model_dump_json(),
+            Message=message.model_dump_json(exclude_none=True),
             MessageAttributes={
                 # Exact-match filter policies on this String.Array pick each channel's queue.
                 "channels": {"DataType": "String.Array", "StringValue": json.dumps(sorted(channels))},
                 "action": {"DataType": "String", "StringValue": message.action},
             },
         )
+
+
+class ChunkQueue(Protocol):
+    def send(self, messages: list[FanoutMessage]) -> None: ...
+
+
+SQS_BATCH = 10
+"""SendMessageBatch takes at most ten messages."""
+
+
+class SqsChunkQueue:
+    """The deliver function's own queue (CRIEUR_QUEUE_URL)."""
+
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def send(self, messages: list[FanoutMessage]) -> None:
+        """Queues every message, ten to a call; raises when SQS refused any (the caller retries them all)."""
+        for start in range(0, len(messages), SQS_BATCH):
+            entries = [
+                {"Id": str(index), "MessageBody": message.model_dump_json(exclude_none=True)}
+                for index, message in enumerate(messages[start : start + SQS_BATCH])
+            ]
+            refused = aws.sqs().send_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])  # type: ignore[arg-type]
+            if refused:
+                codes = ", ".join(sorted({str(entry.get("Code")) for entry in refused}))
+                raise RuntimeError(f"SQS refused {len(refused)} chunk message(s): {codes}")

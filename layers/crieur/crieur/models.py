@@ -223,6 +223,14 @@ class DeliveryError(BaseModel):
     provider_message: str | None = Field(default=None, description="Le message d'origine du fournisseur.")
 
 
+class RecipientCounts(BaseModel):
+    """Where a delivery to many recipients (Web Push, SMS, e-mail) stands, recipient by recipient."""
+
+    total: int = Field(description="Destinataires visés.")
+    sent: int = Field(description="Destinataires qui ont reçu le message.")
+    failed: int = Field(description="Destinataires qui ne l'ont pas reçu (refus, abonnement expiré, échecs répétés).")
+
+
 class Delivery(BaseModel):
     status: DeliveryStatus
     attempts: int = 0
@@ -230,6 +238,9 @@ class Delivery(BaseModel):
     url: str | None = None
     error: DeliveryError | None = None
     updated_at: datetime
+    recipients: RecipientCounts | None = Field(
+        default=None, description="Canaux à destinataires multiples : le décompte, une fois l'envoi planifié."
+    )
 
 
 class Publication(PublicationContent):
@@ -298,6 +309,9 @@ class FanoutMessage(BaseModel):
     action: Literal["publish", "retract"] = "publish"
     commune: str
     publication_id: str
+    chunk: int | None = Field(default=None, ge=0)
+    """A channel reaching many recipients: which chunk of the delivery's plan this message sends (crieur.delivery
+    queues one per chunk on the channel's own queue); None for the publication action itself."""
 
 
 class MediaPreview(BaseModel):

@@ -27,6 +27,7 @@ from crieur.models import (
     Publication,
     PublicationContent,
     PublicationStatus,
+    RecipientCounts,
     WeatherAlertSettings,
     utc_now,
 )
@@ -39,7 +40,14 @@ if TYPE_CHECKING:
 
 ClaimOutcome = Literal["claimed", "final", "busy", "missing"]
 Outcome = Literal["sent", "failed", "skipped"]
+RecipientResult = Literal["delivered", "refused", "removed", "failed"]
+"""What became of one recipient of a chunked delivery (`failed`: still retryable on the last receive)."""
+COMPLETE_ATTEMPTS = 4
+"""A chunk's completion is tried again at once on a transaction conflict, then left to its message's retry."""
 BATCH_GET = 100
+"""BatchGetItem reads at most 100 keys."""
+MARKER_SECONDS = 30 * 24 * 3600
+"""Chunks and recipient markers outlive any retry of their delivery, then expire (`ttl`)."""
 
 
 class InvalidCursor(ValueError):
@@ -62,9 +70,23 @@ def _delivery_sk(publication_id: str, channel: str) -> str:
     return f"P#{publication_id}#D#{channel}"
 
 
+def _chunk_sk(publication_id: str, channel: str, chunk: int) -> str:
+    return f"FC#{publication_id}#{channel}#{chunk:05d}"
+
+
+def _recipient_prefix(publication_id: str, channel: str, chunk: int) -> str:
+    return f"FR#{publication_id}#{channel}#{chunk:05d}#"
+
+
 def _conditional_failed(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code")
     return code in ("ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+def _conflicted(error: ClientError) -> bool:
+    """A transaction cancelled because a concurrent one wrote one of its items."""
+    reasons: list[dict[str, Any]] = error.response.get("CancellationReasons") or []  # type: ignore[assignment]
+    return any(reason.get("Code") == "TransactionConflict" for reason in reasons)
 
 
 def _first_condition_failed(error: ClientError) -> bool:
@@ -93,6 +115,41 @@ class Claim:
     token: str = ""
     attempts: int = 0
     status: str | None = None
+
+
+@dataclass(frozen=True)
+class ChunkClaim:
+    outcome: ClaimOutcome
+    recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FanoutState:
+    """A chunked delivery as its item records it (crieur.delivery)."""
+
+    status: str
+    chunks_total: int | None
+    """None until the plan is recorded."""
+    chunks_done: int = 0
+    queued: bool = False
+    """Every chunk message was queued once."""
+    recipients: RecipientCounts | None = None
+    failure: str | None = None
+    """The last reason a recipient was not reached (no personal data)."""
+
+    @property
+    def complete(self) -> bool:
+        return self.chunks_total is not None and self.chunks_done >= self.chunks_total
+
+
+@dataclass(frozen=True)
+class Metering:
+    """One usage line to record with a chunk's completion."""
+
+    month: str
+    unit: str
+    unit_price: Decimal
+    quantity: int
 
 
 class Store:
@@ -363,6 +420,7 @@ class Store:
             url=item.get("url"),
             error=DeliveryError.model_validate(error) if error else None,
             updated_at=datetime.fromisoformat(str(item["updated_at"])),
+            recipients=_recipient_counts(item),
         )
 
     @staticmethod
@@ -546,6 +604,262 @@ class Store:
                 raise
         return final
 
+    # --- chunked deliveries (crieur.delivery: channels that reach many recipients) ---------------------------
+    # On the delivery item: the plan (`chunks_total`, `recipients_total`, `queued`) and what the completed
+    # chunks added up (`chunks_done`, `recipients_sent`, `recipients_failed`, `failure`).
+    # `FC#<publication>#<channel>#<chunk>`: one chunk's recipient ids, its claim and, once, its completion.
+    # `FR#<publication>#<channel>#<chunk>#<recipient>`: that recipient is done (its result and billed units).
+
+    def fanout_state(self, commune: str, publication_id: str, channel: str) -> FanoutState | None:
+        item = self.table.get_item(
+            Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return FanoutState(
+            status=str(item["status"]),
+            chunks_total=int(str(item["chunks_total"])) if "chunks_total" in item else None,
+            chunks_done=int(str(item.get("chunks_done", 0))),
+            queued=bool(item.get("queued", False)),
+            recipients=_recipient_counts(item),
+            failure=str(item["failure"]) if item.get("failure") else None,
+        )
+
+    def plan_fanout(self, commune: str, publication_id: str, channel: str, token: str, chunks: list[list[str]]) -> bool:
+        """Writes the chunks, then records the plan on the delivery while this worker's claim holds, once.
+
+        Chunks written by a worker that crashed before recording its plan are overwritten (the plan's count
+        says which are part of it). False when the claim was lost or a plan already exists."""
+        pk = _commune_pk(commune)
+        expires = int(time.time()) + MARKER_SECONDS
+        with self.table.batch_writer() as batch:
+            for number, recipients in enumerate(chunks):
+                batch.put_item(
+                    Item={
+                        "pk": pk,
+                        "sk": _chunk_sk(publication_id, channel, number),
+                        "type": "chunk",
+                        "recipients": recipients,
+                        "ttl": expires,
+                    }
+                )
+        try:
+            self.table.update_item(
+                Key={"pk": pk, "sk": _delivery_sk(publication_id, channel)},
+                UpdateExpression="SET chunks_total = :chunks, recipients_total = :recipients, chunks_done = :zero, "
+                "recipients_sent = :zero, recipients_failed = :zero, updated_at = :updated",
+                ConditionExpression="claim_token = :token AND attribute_not_exists(chunks_total)",
+                ExpressionAttributeValues={
+                    ":chunks": len(chunks),
+                    ":recipients": sum(len(recipients) for recipients in chunks),
+                    ":zero": 0,
+                    ":updated": utc_now().isoformat(),
+                    ":token": token,
+                },
+            )
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
+    def mark_fanout_queued(self, commune: str, publication_id: str, channel: str, token: str) -> None:
+        """Every chunk message was queued: a redelivered publish message has nothing left to do."""
+        try:
+            self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+                UpdateExpression="SET queued = :true",
+                ConditionExpression="claim_token = :token",
+                ExpressionAttributeValues={":true": True, ":token": token},
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+
+    def incomplete_chunks(self, commune: str, publication_id: str, channel: str, chunks_total: int) -> list[int]:
+        """The chunks of the plan not completed yet."""
+        prefix = f"FC#{publication_id}#{channel}#"
+        completed = {
+            int(str(item["sk"]).removeprefix(prefix))
+            for item in self._query_all(
+                {
+                    "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+                    "FilterExpression": "attribute_exists(completed_at)",
+                    "ProjectionExpression": "sk",
+                    "ExpressionAttributeValues": {":pk": _commune_pk(commune), ":prefix": prefix},
+                    "ConsistentRead": True,
+                }
+            )
+        }
+        return [number for number in range(chunks_total) if number not in completed]
+
+    def claim_chunk(
+        self, commune: str, publication_id: str, channel: str, chunk: int, *, token: str, lease_seconds: int
+    ) -> ChunkClaim:
+        """One worker at a time per chunk (a lease, as for deliveries); `final` once it completed."""
+        key = {"pk": _commune_pk(commune), "sk": _chunk_sk(publication_id, channel, chunk)}
+        now = int(time.time())
+        try:
+            item = self.table.update_item(
+                Key=key,
+                UpdateExpression="SET lease_until = :lease, claim_token = :token ADD attempts :one",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(completed_at) "
+                "AND (attribute_not_exists(lease_until) OR lease_until < :now)",
+                ExpressionAttributeValues={":lease": now + lease_seconds, ":token": token, ":one": 1, ":now": now},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+            current = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+            if current is None:
+                return ChunkClaim("missing")
+            return ChunkClaim("final" if "completed_at" in current else "busy")
+        recipients: Any = item["recipients"]
+        return ChunkClaim("claimed", tuple(str(recipient) for recipient in recipients))
+
+    def release_chunk(self, commune: str, publication_id: str, channel: str, chunk: int, token: str) -> None:
+        """Ends this worker's lease early, so the chunk's next receive can claim it at once."""
+        try:
+            self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": _chunk_sk(publication_id, channel, chunk)},
+                UpdateExpression="REMOVE lease_until",
+                ConditionExpression="claim_token = :token",
+                ExpressionAttributeValues={":token": token},
+            )
+        except ClientError as error:
+            if not _conditional_failed(error):
+                raise
+
+    def recipient_results(
+        self, commune: str, publication_id: str, channel: str, chunk: int
+    ) -> dict[str, tuple[RecipientResult, int]]:
+        """The chunk's recipients already done: id → (result, billed units)."""
+        prefix = _recipient_prefix(publication_id, channel, chunk)
+        return {
+            str(item["sk"]).removeprefix(prefix): (item["result"], int(str(item.get("units", 0))))
+            for item in self._commune_items(commune, prefix, consistent=True)
+        }
+
+    def mark_recipients(
+        self,
+        commune: str,
+        publication_id: str,
+        channel: str,
+        chunk: int,
+        results: list[tuple[str, RecipientResult, int]],
+    ) -> None:
+        """Marks recipients done (id, result, billed units), 25 to a write: a retry of the chunk skips them."""
+        pk = _commune_pk(commune)
+        prefix = _recipient_prefix(publication_id, channel, chunk)
+        expires = int(time.time()) + MARKER_SECONDS
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for recipient, result, units in results:
+                batch.put_item(
+                    Item={"pk": pk, "sk": prefix + recipient, "result": result, "units": units, "ttl": expires}
+                )
+
+    def complete_chunk(
+        self,
+        commune: str,
+        publication_id: str,
+        channel: str,
+        chunk: int,
+        token: str,
+        *,
+        sent: int,
+        failed: int,
+        failure: str | None,
+        metering: Metering | None,
+    ) -> bool:
+        """Completes a chunk exactly once, in one transaction: the chunk, its counts added to the delivery,
+        and the usage it cost. False when it was completed already or another worker holds it."""
+        pk = _commune_pk(commune)
+        chunk_key = {"pk": pk, "sk": _chunk_sk(publication_id, channel, chunk)}
+        counts = "ADD chunks_done :one, recipients_sent :sent, recipients_failed :failed SET updated_at = :updated"
+        values: dict[str, Any] = {":one": 1, ":sent": sent, ":failed": failed, ":updated": utc_now().isoformat()}
+        if failure:
+            counts += ", failure = :failure"
+            values[":failure"] = failure
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": chunk_key,
+                    "UpdateExpression": "SET completed_at = :now, sent = :sent, failed = :failed REMOVE lease_until",
+                    "ConditionExpression": "claim_token = :token AND attribute_not_exists(completed_at)",
+                    "ExpressionAttributeValues": {
+                        ":now": utc_now().isoformat(),
+                        ":sent": sent,
+                        ":failed": failed,
+                        ":token": token,
+                    },
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"pk": pk, "sk": _delivery_sk(publication_id, channel)},
+                    "UpdateExpression": counts,
+                    "ExpressionAttributeValues": values,
+                }
+            },
+        ]
+        if metering is not None and metering.quantity:
+            items += self._meter_items(commune, publication_id, channel, metering, part=f"{chunk:05d}")
+        attempts = 0
+        while True:
+            try:
+                self._transact(items)
+            except ClientError as error:
+                if _first_condition_failed(error):  # the chunk: completed already, or its claim was lost
+                    return False
+                attempts += 1
+                if not _conflicted(error) or attempts == COMPLETE_ATTEMPTS:
+                    raise  # a throttle, or conflicts that last: the chunk's message comes back, nothing is lost
+                time.sleep(0.05 * 2**attempts)  # chunks completing at once share the delivery and month counters
+            else:
+                return True
+
+    def settle_fanout(
+        self,
+        commune: str,
+        publication_id: str,
+        channel: str,
+        status: Outcome,
+        *,
+        external_id: str | None = None,
+        error: DeliveryError | None = None,
+    ) -> bool:
+        """Writes a chunked delivery's outcome once every chunk completed; False when it was written already."""
+        values: dict[str, Any] = {
+            ":status": status,
+            ":updated": utc_now().isoformat(),
+            ":sending": "sending",
+            ":retrying": "retrying",
+        }
+        assignments = ["#s = :status", "updated_at = :updated"]
+        if external_id is not None:
+            assignments.append("external_id = :external_id")
+            values[":external_id"] = external_id
+        if error is not None:
+            assignments.append("#error = :error")
+            values[":error"] = error.model_dump(exclude_none=True)
+        try:
+            self.table.update_item(
+                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+                UpdateExpression=f"SET {', '.join(assignments)} REMOVE lease_until"
+                + ("" if error is not None else ", #error"),
+                ConditionExpression="#s IN (:sending, :retrying) AND chunks_done >= chunks_total",
+                ExpressionAttributeNames={"#s": "status", "#error": "error"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as error_:
+            if _conditional_failed(error_):
+                return False
+            raise
+        return True
+
     # --- scheduling -------------------------------------------------------------------------------------
 
     def scheduled_version(self, commune: str, publication_id: str) -> int | None:
@@ -649,53 +963,54 @@ class Store:
         """Records one billed unit, exactly once: an append-only usage line (its key says which unit of
         which publication, so a replay or a second worker cannot add it again), the month's counters and
         the publication's actual cost, in one transaction. False when it was already recorded."""
-        pk = _commune_pk(commune)
-        amount = unit_price * quantity
-        line = {
-            "pk": pk,
-            "sk": f"UL#{month}#{publication_id}#{unit}#{channel or '-'}",
-            "publication_id": publication_id,
-            "unit": unit,
-            "channel": channel or "",
-            "quantity": quantity,
-            "unit_price": unit_price,
-            "amount": amount,
-            "at": utc_now().isoformat(),
-        }
+        metering = Metering(month=month, unit=unit, unit_price=unit_price, quantity=quantity)
         try:
-            self._transact(
-                [
-                    {
-                        "Put": {
-                            "TableName": self.table_name,
-                            "Item": line,
-                            "ConditionExpression": "attribute_not_exists(pk)",
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": {"pk": pk, "sk": f"U#{month}"},
-                            "UpdateExpression": "ADD amount_ht :amount, #units :quantity",
-                            "ExpressionAttributeNames": {"#units": f"units_{unit}"},
-                            "ExpressionAttributeValues": {":amount": amount, ":quantity": quantity},
-                        }
-                    },
-                    {
-                        "Update": {
-                            "TableName": self.table_name,
-                            "Key": {"pk": pk, "sk": _publication_sk(publication_id)},
-                            "UpdateExpression": "ADD billed_ht :amount",
-                            "ExpressionAttributeValues": {":amount": amount},
-                        }
-                    },
-                ]
-            )
+            self._transact(self._meter_items(commune, publication_id, channel, metering))
         except ClientError as error:
             if _first_condition_failed(error):
                 return False
             raise  # a conflict with another transaction on the month's counters, a throttle: retried, never dropped
         return True
+
+    def _meter_items(
+        self, commune: str, publication_id: str, channel: str | None, metering: Metering, part: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The usage line (once: `part` tells apart the lines of one publication's chunks), the month's
+        counters and the publication's cost, as transaction items."""
+        pk = _commune_pk(commune)
+        amount = metering.unit_price * metering.quantity
+        line = {
+            "pk": pk,
+            "sk": f"UL#{metering.month}#{publication_id}#{metering.unit}#{channel or '-'}"
+            + (f"#{part}" if part else ""),
+            "publication_id": publication_id,
+            "unit": metering.unit,
+            "channel": channel or "",
+            "quantity": metering.quantity,
+            "unit_price": metering.unit_price,
+            "amount": amount,
+            "at": utc_now().isoformat(),
+        }
+        return [
+            {"Put": {"TableName": self.table_name, "Item": line, "ConditionExpression": "attribute_not_exists(pk)"}},
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"pk": pk, "sk": f"U#{metering.month}"},
+                    "UpdateExpression": "ADD amount_ht :amount, #units :quantity",
+                    "ExpressionAttributeNames": {"#units": f"units_{metering.unit}"},
+                    "ExpressionAttributeValues": {":amount": amount, ":quantity": metering.quantity},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"pk": pk, "sk": _publication_sk(publication_id)},
+                    "UpdateExpression": "ADD billed_ht :amount",
+                    "ExpressionAttributeValues": {":amount": amount},
+                }
+            },
+        ]
 
     def month_amount_ht(self, commune: str, month: str) -> Decimal:
         item = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": f"U#{month}"}, ConsistentRead=True).get(
@@ -1094,8 +1409,7 @@ class Store:
 
     # --- web push subscriptions (crieur.channels.webpush) -----------------------------------------------
     # `C#<commune>` / `WPS#<sha256(endpoint)>`: one browser's subscription (the same browser again: the
-    # same item). `C#<commune>` / `WPD#<publication>#<sha>`: that subscription is done for the
-    # publication (delivered, removed or refused), so a retried delivery skips it (expires: `ttl`).
+    # same item).
 
     def put_webpush_subscription(
         self, commune: str, subscription_id: str, *, endpoint: str, p256dh: str, auth: str, categories: list[str]
@@ -1123,36 +1437,24 @@ class Store:
         return old is not None
 
     def webpush_subscriptions(self, commune: str) -> list[Subscription]:
-        from crieur.channels.webpush import Subscription
+        return [_subscription(item) for item in self._commune_items(commune, "WPS#")]
 
-        return [
-            Subscription(
-                id=str(item["sk"]).removeprefix("WPS#"),
-                endpoint=str(item["endpoint"]),
-                p256dh=str(item["p256dh"]),
-                auth=str(item["auth"]),
-                categories=tuple(str(category) for category in item.get("categories") or []),
-            )
-            for item in self._commune_items(commune, "WPS#")
-        ]
-
-    def webpush_progress(self, commune: str, publication_id: str) -> dict[str, str]:
-        """Subscription id → what became of it for this publication (delivered, removed, refused)."""
-        prefix = f"WPD#{publication_id}#"
-        return {
-            str(item["sk"]).removeprefix(prefix): str(item["progress"])
-            for item in self._commune_items(commune, prefix, consistent=True)
-        }
-
-    def mark_webpush_progress(self, commune: str, publication_id: str, subscription_id: str, progress: str) -> None:
-        self.table.put_item(
-            Item={
-                "pk": _commune_pk(commune),
-                "sk": f"WPD#{publication_id}#{subscription_id}",
-                "progress": progress,
-                "ttl": int(time.time()) + 30 * 24 * 3600,
-            }
-        )
+    def webpush_subscriptions_among(self, commune: str, subscription_ids: list[str]) -> list[Subscription]:
+        """The subscriptions of these ids that still exist (100 to a read), in no particular order."""
+        pk = _commune_pk(commune)
+        found: list[Subscription] = []
+        for start in range(0, len(subscription_ids), BATCH_GET):
+            keys: list[dict[str, Any]] = [
+                {"pk": pk, "sk": f"WPS#{subscription_id}"}
+                for subscription_id in subscription_ids[start : start + BATCH_GET]
+            ]
+            while keys:
+                answer: Any = aws.dynamodb().batch_get_item(
+                    RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+                )
+                found += [_subscription(item) for item in answer["Responses"].get(self.table_name, [])]
+                keys = list(answer.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", []))
+        return found
 
     # --- SMS and e-mail subscribers (crieur.subscribers) ------------------------------------------------
     # `C#<commune>` / `SUBKEY`: the commune's data key for subscriber data, wrapped by KMS.
@@ -1340,38 +1642,6 @@ def _inbound_source(item: dict[str, Any]) -> InboundSourceRecord:
     )
 
 
-def _final_status(sent: int, failed: int) -> PublicationStatus:
-    """Skipped channels (nothing they could take) count neither way; nothing sent at all is a failure."""
-    if sent == 0:
-        return "failed"
-    return "partially_published" if failed else "published"
-
-
-def _initially_settled(publication: Publication) -> dict[str, Any]:
-    """Deliveries created final (skipped before any attempt) are counted from the start."""
-    skipped = {channel for channel, delivery in publication.deliveries.items() if delivery.status == "skipped"}
-    return {"settled": skipped, "skipped_count": len(skipped)} if skipped else {}
-
-
-def _encode_cursor(key: dict[str, Any]) -> str:
-    plain = {name: (int(value) if isinstance(value, Decimal) else value) for name, value in key.items()}
-    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error) as bad:
-        raise InvalidCursor(cursor) from bad
-    if (
-        not isinstance(decoded, dict)
-        or set(decoded) != {"pk", "sk", "gsi1pk", "gsi1sk"}
-        or decoded["gsi1pk"] != partition
-    ):
-        raise InvalidCursor(cursor)
-    return decoded
-
-
 def _binary(value: Any) -> bytes:
     """A Binary attribute as bytes (boto3 wraps them)."""
     return bytes(value.value) if hasattr(value, "value") else bytes(value)
@@ -1409,3 +1679,57 @@ def _subscriber(item: dict[str, Any]) -> SubscriberRecord:
         sends_since=optional_int("sends_since"),
         version=int(item.get("version", 1)),
     )
+
+
+def _subscription(item: dict[str, Any]) -> Subscription:
+    from crieur.channels.webpush import Subscription
+
+    return Subscription(
+        id=str(item["sk"]).removeprefix("WPS#"),
+        endpoint=str(item["endpoint"]),
+        p256dh=str(item["p256dh"]),
+        auth=str(item["auth"]),
+        categories=tuple(str(category) for category in item.get("categories") or []),
+    )
+
+
+def _recipient_counts(item: dict[str, Any]) -> RecipientCounts | None:
+    if "recipients_total" not in item:
+        return None
+    return RecipientCounts(
+        total=int(str(item["recipients_total"])),
+        sent=int(str(item.get("recipients_sent", 0))),
+        failed=int(str(item.get("recipients_failed", 0))),
+    )
+
+
+def _final_status(sent: int, failed: int) -> PublicationStatus:
+    """Skipped channels (nothing they could take) count neither way; nothing sent at all is a failure."""
+    if sent == 0:
+        return "failed"
+    return "partially_published" if failed else "published"
+
+
+def _initially_settled(publication: Publication) -> dict[str, Any]:
+    """Deliveries created final (skipped before any attempt) are counted from the start."""
+    skipped = {channel for channel, delivery in publication.deliveries.items() if delivery.status == "skipped"}
+    return {"settled": skipped, "skipped_count": len(skipped)} if skipped else {}
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    plain = {name: (int(value) if isinstance(value, Decimal) else value) for name, value in key.items()}
+    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, partition: str) -> dict[str, Any]:
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error) as bad:
+        raise InvalidCursor(cursor) from bad
+    if (
+        not isinstance(decoded, dict)
+        or set(decoded) != {"pk", "sk", "gsi1pk", "gsi1sk"}
+        or decoded["gsi1pk"] != partition
+    ):
+        raise InvalidCursor(cursor)
+    return decoded

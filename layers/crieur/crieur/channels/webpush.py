@@ -5,10 +5,11 @@ subscription is one item `C#<commune>` / `WPS#<sha256(endpoint)>` with its categ
 
 Sending encrypts the payload for each subscription with aes128gcm (RFC 8291: ECDH P-256 with the
 browser's p256dh, HKDF-SHA256 with its auth secret, one 4096-byte record) and signs a VAPID JWT
-(RFC 8292: ES256, aud = the endpoint's origin, 12 h) with the commune's key, then POSTs concurrently.
-201 is delivered; 404/410 remove the subscription; 413 and other 4xx are final for that subscription;
-429, 5xx and transport failures remain for a retry. Each subscription done is marked
-(`WPD#<publication>#<sha>`), so a retry of the delivery sends only to those that remain.
+(RFC 8292: ES256, aud = the endpoint's origin, 12 h) with the commune's key, then POSTs concurrently,
+over HTTP/2 where the push service offers it. It is an `AudienceChannel`: the subscribers are the audience
+(recipient id: the subscription id), sent in chunks of 250 (crieur.delivery marks each one done, so a retry
+sends only to those that remain). 201 is delivered; 404/410 remove the subscription; 413 and other 4xx are
+final for that subscription; 429, 5xx and transport failures are retried (Retry-After honoured).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from cryptography.hazmat.primitives import hashes, hmac, serialization
@@ -33,14 +34,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import AnyUrl, BaseModel, ConfigDict, Field, field_validator
 
 from crieur.channels.base import (
+    AudienceChannel,
     ChannelCheck,
     ChannelCredentials,
     ChannelSettings,
-    PostChannel,
+    RecipientOutcome,
     RenderedPost,
     RetractUnsupported,
-    SentPost,
-    TransientChannelError,
     retry_after_seconds,
 )
 from crieur.models import Category, Publication
@@ -61,8 +61,6 @@ MAX_WORKERS = 50
 ALERT_URGENCIES = frozenset({"high", "critical"})
 RETRACT = "Une notification envoyée ne peut pas être rappelée."
 _TOPIC_CHARS = re.compile(r"[^A-Za-z0-9_-]")
-
-Progress = Literal["delivered", "removed", "refused", "retry"]
 
 
 # --- encoding helpers ----------------------------------------------------------------------------------
@@ -295,15 +293,7 @@ class WebpushCredentials(ChannelCredentials):
         return value
 
 
-@dataclass(frozen=True)
-class _Outcome:
-    subscription: Subscription
-    progress: Progress
-    retry_after: float | None = None
-    detail: str | None = None
-
-
-class WebpushChannel(PostChannel[WebpushSettings, WebpushCredentials]):
+class WebpushChannel(AudienceChannel[WebpushSettings, WebpushCredentials]):
     """One encrypted message per subscribed browser; see the module docstring.
 
     The publication id is the Web Push `Topic`: a notification still waiting in the push service is
@@ -363,16 +353,25 @@ class WebpushChannel(PostChannel[WebpushSettings, WebpushCredentials]):
             },
         )
 
-    def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
+    def audience(self, rendered: RenderedPost) -> list[str]:
+        """The subscriptions that take the publication's category, by id."""
+        payload = rendered.payload
+        category = str(payload["category"])
+        return sorted(
+            subscription.id
+            for subscription in self._store().webpush_subscriptions(str(payload["commune"]))
+            if subscription.wants(category)
+        )
+
+    def send_chunk(self, rendered: RenderedPost, recipients: list[str]) -> list[RecipientOutcome]:
+        """POSTs to every subscription at once (50 at a time); a subscription gone since is `removed`."""
         payload = rendered.payload
         commune, publication_id = str(payload["commune"]), str(payload["publication_id"])
         store = self._store()
-        done = store.webpush_progress(commune, publication_id)
-        pending = [
-            subscription
-            for subscription in store.webpush_subscriptions(commune)
-            if subscription.wants(str(payload["category"])) and subscription.id not in done
-        ]
+        found = {
+            subscription.id: subscription for subscription in store.webpush_subscriptions_among(commune, recipients)
+        }
+        subscriptions = [found[recipient] for recipient in recipients if recipient in found]
         key = load_vapid_key(self.credentials.vapid_private_key)
         plaintext = json.dumps(payload["message"], ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
@@ -382,50 +381,52 @@ class WebpushChannel(PostChannel[WebpushSettings, WebpushCredentials]):
             "Content-Encoding": "aes128gcm",
             "Content-Type": "application/octet-stream",
         }
-        remaining: list[_Outcome] = []
-        if pending:
-            with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(pending))) as pool:
-                outcomes = list(pool.map(lambda item: self._push(item, key, plaintext, headers), pending))
-            for outcome in outcomes:  # the store is written from this thread only
-                if outcome.progress == "removed":
-                    store.delete_webpush_subscription(commune, outcome.subscription.id)
-                if outcome.progress == "retry":
-                    remaining.append(outcome)
-                else:
-                    store.mark_webpush_progress(commune, publication_id, outcome.subscription.id, outcome.progress)
-        if remaining:
-            waits = [outcome.retry_after for outcome in remaining if outcome.retry_after is not None]
-            raise TransientChannelError(
-                "partially_sent",
-                f"{len(remaining)} abonnement(s) n'ont pas encore reçu la notification : nouvel essai automatique.",
-                "; ".join(sorted({outcome.detail or "" for outcome in remaining}))[:500],
-                max(waits) if waits else None,
+        now = time.time()
+        # One VAPID token per push service (its origin) serves the whole chunk: 12 h of validity.
+        authorizations = {
+            origin(subscription.endpoint): vapid_authorization(
+                key, subscription.endpoint, self.settings.vapid_subject, now
             )
-        progress = store.webpush_progress(commune, publication_id).values()
-        delivered = sum(1 for outcome in progress if outcome == "delivered")
-        return SentPost(external_id=f"{delivered} abonnements")
+            for subscription in subscriptions
+        }
+        outcomes: list[RecipientOutcome] = []
+        if subscriptions:
+            with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(subscriptions))) as pool:
+                outcomes = list(
+                    pool.map(lambda item: self._push(item, plaintext, headers, authorizations), subscriptions)
+                )
+        for outcome in outcomes:  # the store is written from this thread only
+            if outcome.result == "removed":
+                store.delete_webpush_subscription(commune, outcome.recipient)
+        gone = [
+            RecipientOutcome(recipient, "removed", detail="désabonné")
+            for recipient in recipients
+            if recipient not in found
+        ]
+        return outcomes + gone
 
     def _push(
-        self, subscription: Subscription, key: ec.EllipticCurvePrivateKey, plaintext: bytes, headers: dict[str, str]
-    ) -> _Outcome:
+        self, subscription: Subscription, plaintext: bytes, headers: dict[str, str], authorizations: dict[str, str]
+    ) -> RecipientOutcome:
+        recipient = subscription.id
         try:
             body = encrypt(plaintext, b64url_decode(subscription.p256dh), b64url_decode(subscription.auth))
-            authorization = vapid_authorization(key, subscription.endpoint, self.settings.vapid_subject, time.time())
+            authorization = authorizations[origin(subscription.endpoint)]
             response = self.http.post(
                 subscription.endpoint, content=body, headers={**headers, "Authorization": authorization}
             )
         except ForbiddenTarget as forbidden:
-            return _Outcome(subscription, "refused", detail=str(forbidden))
+            return RecipientOutcome(recipient, "refused", detail=str(forbidden)[:200])
         except httpx.HTTPError as failure:
-            return _Outcome(subscription, "retry", detail=f"{type(failure).__name__}: {failure}"[:200])
+            return RecipientOutcome(recipient, "retry", detail=f"{type(failure).__name__}: {failure}"[:200])
         status = response.status_code
         if status in (200, 201, 202):
-            return _Outcome(subscription, "delivered")
+            return RecipientOutcome(recipient, "delivered")
         if status in (404, 410):
-            return _Outcome(subscription, "removed", detail=f"{status}")
+            return RecipientOutcome(recipient, "removed", detail=f"erreur {status}")
         if status == 429 or status >= 500 or status == 408:
-            return _Outcome(subscription, "retry", retry_after_seconds(response), f"erreur {status}")
-        return _Outcome(subscription, "refused", detail=f"erreur {status}")  # 413, 400, 403: final for this one
+            return RecipientOutcome(recipient, "retry", retry_after_seconds(response), f"erreur {status}")
+        return RecipientOutcome(recipient, "refused", detail=f"erreur {status}")  # 413, 400, 403: final for this one
 
     def delete(self, external_id: str) -> None:
         raise RetractUnsupported(RETRACT)
