@@ -596,7 +596,10 @@ def confirm_code(insee: Annotated[str, Path(pattern=INSEE)], request: CodeConfir
 @app.get(
     "/public/<insee>/subscriptions/confirm",
     security=[{}],
-    responses={200: {"description": "Page de confirmation", "content": {HTML: {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"description": "Inscription confirmée", "content": {HTML: {"schema": {"type": "string"}}}},
+        404: {"description": "Lien invalide, utilisé ou expiré", "content": {HTML: {"schema": {"type": "string"}}}},
+    },
 )
 def confirm_link(
     insee: Annotated[str, Path(pattern=INSEE)], token: Annotated[str, Query(max_length=200)]
@@ -622,7 +625,10 @@ def unsubscribe_page(
 @app.post(
     "/public/<insee>/subscriptions/unsubscribe",
     security=[{}],
-    responses={200: {"description": "Désinscrit", "content": {HTML: {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"description": "Désinscrit", "content": {HTML: {"schema": {"type": "string"}}}},
+        404: {"description": "Lien invalide ou déjà utilisé", "content": {HTML: {"schema": {"type": "string"}}}},
+    },
 )
 def unsubscribe_one_click(
     insee: Annotated[str, Path(pattern=INSEE)], token: Annotated[str, Query(max_length=200)]

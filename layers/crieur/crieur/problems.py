@@ -126,7 +126,8 @@ def document_problems(document: dict[str, Any]) -> dict[str, Any]:
             responses["422"] = {"description": "Données invalides (champs nommés dans errors)"}
             for code, response in responses.items():
                 if code.startswith("4"):
-                    response["content"] = problem
+                    # A page a person opens from an e-mail answers its refusals as a page (text/html) too.
+                    response["content"] = {**response.get("content", {}), **problem}
             responses["4XX"] = {
                 "description": "Requête refusée : problème RFC 9457 en français, ou message d'API Gateway",
                 "content": {**problem, "application/json": {"schema": _ref("GatewayMessage")}},
