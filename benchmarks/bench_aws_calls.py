@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from benchmarks import Row, row
@@ -38,6 +39,8 @@ class Phase:
     calls: Counter[str] = field(default_factory=Counter)
     invocations: int = 0
     seconds: float = 0.0
+    transact_items: int = 0
+    """Items written by TransactWriteItems calls (each costs twice a plain write in DynamoDB)."""
 
     @property
     def total(self) -> int:
@@ -54,11 +57,13 @@ class CallCounter:
         self.label: str | None = None
         self.phases: dict[str, Phase] = {}
 
-    def before_call(self, event_name: str, **_: Any) -> None:
+    def before_call(self, event_name: str, params: dict[str, Any] | None = None, **_: Any) -> None:
         if self.label is None:
             return
         _, service, operation = event_name.split(".", 2)
-        self.phases.setdefault(self.label, Phase()).calls[f"{service}.{operation}"] += 1
+        phase = self.phases.setdefault(self.label, Phase())
+        phase.calls[f"{service}.{operation}"] += 1
+        phase.transact_items += len((params or {}).get("TransactItems") or [])
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -115,6 +120,7 @@ def _deliver_all(built: World) -> None:
             built.deliver(channel, messages)
 
 
+@cache
 def measure() -> dict[str, Phase]:
     """Phases keyed `cold …` (first publication) and `warm …` (the second, and release, weather)."""
     counter = CallCounter()

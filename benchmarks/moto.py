@@ -31,13 +31,12 @@ AWS_ENV = {
 @contextmanager
 def provisioned(stack_name: str = "crieur-bench") -> Iterator[Deployment]:
     """moto on a free loopback port, template.yaml provisioned; this process's environment points at it."""
-    from moto.server import ThreadedMotoServer
-
     from crieur import aws
+    from infra.local.motoserver import MotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
 
-    server = ThreadedMotoServer(ip_address=HOST, port=0, verbose=False)
+    server = MotoServer(ip_address=HOST, port=0, verbose=False)
     starter = threading.Thread(target=server.start, daemon=True)
     starter.start()
     starter.join(timeout=30)

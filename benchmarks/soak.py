@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -198,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--log", help="write the stack's logs to this file")
     args = parser.parse_args(argv)
+    # A TERM (timeout, CI) stops the stack cleanly too: its `finally` ends every worker process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     deadline = started + args.deadline
 

@@ -331,9 +331,9 @@ class LocalStack:
 
     def _start_moto(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request otherwise
-        from moto.server import ThreadedMotoServer
+        from infra.local.motoserver import MotoServer
 
-        server = ThreadedMotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
+        server = MotoServer(ip_address=HOST, port=self.aws_port, verbose=False)
         # ThreadedMotoServer.start() waits forever when its thread fails to bind: wait with a limit instead.
         starter = threading.Thread(target=server.start, name="moto start", daemon=True)
         starter.start()

@@ -1,8 +1,9 @@
 """Exactly-once metering under concurrency: a replayed unit is not billed twice, and a transaction cancelled
 for another reason (a conflict on the month's counters, a throttle) is retried, never taken for a replay.
 
-Found by `make soak`: every cancellation was read as "already recorded", so a delivery whose metering
-transaction conflicted with another's was recorded `sent` without its usage line."""
+Every cancellation used to be read as "already recorded": in DynamoDB, a delivery whose metering transaction
+conflicted with another's on the month's counters (every delivery of a commune updates that item) would be
+recorded `sent` without its usage line. (`make soak` checks that every post has its usage line.)"""
 
 from __future__ import annotations
 
