@@ -505,6 +505,32 @@ def public_file(insee: str, name: str) -> Response[str]:
     return Response(200, CONTENT_TYPES[name], body.decode(), headers=headers)
 
 
+# --- the mairie's web console (crieur.console): static files, no API key (the page asks for it) -----------
+
+
+@app.get("/console", security=[{}], include_in_schema=False)
+def console_home() -> Response[str]:
+    """The console's relative links need its address with the final slash."""
+    return Response(308, "text/plain; charset=utf-8", "", headers={"Location": "/console/"})
+
+
+@app.get("/console/", security=[{}], include_in_schema=False)
+def console_index() -> Response[str]:
+    return console_file("index.html")
+
+
+@app.get("/console/<name>", security=[{}], include_in_schema=False)
+def console_file(name: str) -> Response[str]:
+    from crieur.console import headers, read_asset
+
+    asset = read_asset(name)
+    if asset is None:
+        return problem(404, "Introuvable", f"Aucune ressource {app.current_event.path}.")
+    if app.current_event.headers.get("if-none-match") == asset.etag:
+        return Response(304, asset.content_type, "", headers=headers(asset))
+    return Response(200, asset.content_type, asset.body, headers=headers(asset))
+
+
 # --- Web Push subscriptions of the commune's website (crieur.channels.webpush), no API key -----------------
 
 

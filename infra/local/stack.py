@@ -325,6 +325,7 @@ class LocalStack:
             rate_overrides=self._weather_interval(deployment),
         )
         self._clock.start()
+        self._upload_console()
         self._seed()
         self._write_state()
         self._say(f"prêt en {time.monotonic() - started:.1f} s / ready")
@@ -417,6 +418,20 @@ class LocalStack:
             thread.join()
         if failures:
             raise StackError(f"une fonction n'a pas démarré / a function did not start: {failures[0]}")
+
+    def _upload_console(self) -> None:
+        """The console's files (console/, no build step) into its bucket, as `make deploy` syncs them."""
+        from crieur import aws
+        from crieur.console import PREFIX, content_type
+
+        assert self.deployment is not None
+        bucket = self.deployment.outputs.get("ConsoleBucketName")
+        if not bucket:
+            return
+        for path in sorted((ROOT / "console").iterdir()):
+            kind = content_type(path.name)
+            if kind is not None and path.is_file():
+                aws.s3().put_object(Bucket=bucket, Key=PREFIX + path.name, Body=path.read_bytes(), ContentType=kind)
 
     # --- seeding --------------------------------------------------------------------------------------
 
@@ -595,6 +610,7 @@ class LocalStack:
             "",
             f"  API           {api}",
             f"  Docs          {api}/v1/docs",
+            f"  Console       {api}/console/   (la console de la mairie / the mairie's web console)",
             f"  Bac à sable   {self.sandbox.url}   (ce que reçoivent les canaux / what the channels received)",
             f"  AWS (moto)    {self.aws_endpoint}",
             f"  Commune       {self.demo_insee} {DEMO_NAME}",
@@ -610,7 +626,7 @@ class LocalStack:
             "",
         ]
         if outside:
-            lines[10:10] = [
+            lines[11:11] = [
                 "Canaux hors bac à sable / channels outside the sandbox:",
                 *outside,
                 f"  secret webhook: {self.webhook_secret}",

@@ -215,6 +215,10 @@ def test_routes_and_their_auth(main: dict[str, Any]) -> None:
         "ConfirmLink": ("GET", "/public/{commune}/subscriptions/confirm", "NONE"),
         "UnsubscribePage": ("GET", "/public/{commune}/subscriptions/unsubscribe", "NONE"),
         "UnsubscribeOneClick": ("POST", "/public/{commune}/subscriptions/unsubscribe", "NONE"),
+        # the mairie's web console: static files; the page asks for the key
+        "ConsoleHome": ("GET", "/console", "NONE"),
+        "ConsoleIndex": ("GET", "/console/", "NONE"),
+        "ConsoleFiles": ("GET", "/console/{file}", "NONE"),
     }
     for event in events.values():
         assert event["Type"] == "HttpApi"
@@ -245,10 +249,12 @@ def test_functions(main: dict[str, Any]) -> None:
         "CRIEUR_SCHEDULE_DLQ_ARN": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]},
         "CRIEUR_EVENTS_QUEUE_URL": {"Ref": "EventsQueue"},
         "CRIEUR_PUBLIC_BUCKET": {"Ref": "PublicBucket"},
+        "CRIEUR_CONSOLE_BUCKET": {"Ref": "ConsoleBucket"},
     }
-    bucket = main["Resources"]["PublicBucket"]["Properties"]
-    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
-    assert all(bucket["PublicAccessBlockConfiguration"].values())  # private: served only through the API
+    for name in ("PublicBucket", "ConsoleBucket"):
+        bucket = main["Resources"][name]["Properties"]
+        assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert all(bucket["PublicAccessBlockConfiguration"].values())  # private: served only through the API
 
 
 def test_channels_are_nested_applications(main: dict[str, Any], channel: dict[str, Any]) -> None:

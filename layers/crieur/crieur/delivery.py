@@ -44,6 +44,7 @@ from crieur.credentials import CredentialVault
 from crieur.events import NO_EVENTS, Event, Events, channel_needs_reconnect, emit, settled
 from crieur.fanout import ChunkQueue
 from crieur.models import ChannelName, DeliveryError, FanoutMessage, Publication, utc_now
+from crieur.redaction import secret_values, secrets_hidden
 from crieur.store import Metering, Outcome, RecipientResult, Store
 
 logger = Logger(child=True)
@@ -122,8 +123,9 @@ class DeliveryWorker:
 
         retry: RetryLater | None = None
         try:
-            adapter, publication = self._adapter(commune, publication_id)
-            sent = self._post(adapter, adapter.render(publication), message, token)
+            with secrets_hidden() as secrets:
+                adapter, publication = self._adapter(commune, publication_id, secrets)
+                sent = self._post(adapter, adapter.render(publication), message, token)
         except SkipDelivery as skip:
             finish("skipped", error=DeliveryError(code=skip.code, message=skip.message))
         except PermanentChannelError as permanent:
@@ -259,10 +261,11 @@ class DeliveryWorker:
     ) -> list[RecipientOutcome]:
         """One outcome per pending recipient: a failure of the whole chunk applies to each of them."""
         try:
-            adapter, publication = self._adapter(commune, publication_id)
-            if not isinstance(adapter, AudienceChannel):
-                raise PermanentChannelError("not_an_audience", f"{adapter.label} n'envoie pas par destinataire.")
-            sent = adapter.send_chunk(adapter.render(publication), pending)
+            with secrets_hidden() as secrets:
+                adapter, publication = self._adapter(commune, publication_id, secrets)
+                if not isinstance(adapter, AudienceChannel):
+                    raise PermanentChannelError("not_an_audience", f"{adapter.label} n'envoie pas par destinataire.")
+                sent = adapter.send_chunk(adapter.render(publication), pending)
         except NotBefore:
             raise  # nothing failed: the chunk waits (deliver_chunk)
         except PermanentChannelError as permanent:  # SkipDelivery too: nobody of this chunk can be reached
@@ -327,8 +330,9 @@ class DeliveryWorker:
             self.store.record_retraction(commune, publication_id, channel, token, status=status, error=error)
 
         try:
-            adapter, _ = self._adapter(commune, publication_id)
-            adapter.delete(external_id)
+            with secrets_hidden() as secrets:
+                adapter, _ = self._adapter(commune, publication_id, secrets)
+                adapter.delete(external_id)
         except RetractUnsupported as unsupported:
             finish("retract_unsupported", _error(unsupported.code, unsupported.message, None))
         except PermanentChannelError as permanent:
@@ -348,7 +352,8 @@ class DeliveryWorker:
             finish("retracted")
         return None
 
-    def _adapter(self, commune: str, publication_id: str) -> tuple[AnyChannel, Publication]:
+    def _adapter(self, commune: str, publication_id: str, secrets: list[str]) -> tuple[AnyChannel, Publication]:
+        """The channel's adapter and the publication; the credentials it opens are added to `secrets`."""
         publication = self.store.get_publication(commune, publication_id)
         record = self.store.get_channel(commune, self.channel)
         if publication is None:
@@ -360,6 +365,7 @@ class DeliveryWorker:
             if record.credentials_ciphertext
             else None
         )
+        secrets.extend(secret_values(credentials))
         adapter = build_adapter(self.channel, record.settings, credentials, self.http())
         if not isinstance(adapter, PostChannel | AudienceChannel):
             raise TypeError(f"{type(adapter).__name__} is neither a PostChannel nor an AudienceChannel")

@@ -43,6 +43,7 @@ from crieur.models import (
     utc_now,
 )
 from crieur.problems import field_errors
+from crieur.redaction import secret_values, secrets_hidden
 from crieur.schedule import Scheduling
 from crieur.store import ChannelRecord, InvalidCursor, Store
 
@@ -428,12 +429,14 @@ class PublicationService:
         if record is None:
             raise NotFound(f"Le canal « {channel} » n'est pas configuré pour cette commune.")
         try:
-            credentials = (
-                self.vault.open(commune, channel, record.credentials_ciphertext)
-                if record.credentials_ciphertext
-                else None
-            )
-            result = build_adapter(channel, record.settings, credentials, self.http()).check()
+            with secrets_hidden() as secrets:
+                credentials = (
+                    self.vault.open(commune, channel, record.credentials_ciphertext)
+                    if record.credentials_ciphertext
+                    else None
+                )
+                secrets.extend(secret_values(credentials))
+                result = build_adapter(channel, record.settings, credentials, self.http()).check()
         except PermanentChannelError as refused:
             if refused.code == "needs_reconnect" and self.store.set_reconnect_reason(commune, channel, refused.message):
                 emit(self.events, [channel_needs_reconnect(commune, channel, refused.message, None)])
