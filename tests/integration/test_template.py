@@ -384,6 +384,7 @@ def _wildcard_ok(resource: Any) -> bool:
         (text.endswith("/index/*") and "Arn}" in text)
         or text.endswith(":schedule/${ScheduleGroup}/pub-*")
         or text in ("${PublicBucket.Arn}/*", "arn:${AWS::Partition}:s3:::${PublicBucketName}/*")  # its objects
+        or text == "${ConsoleBucket.Arn}/console/*"  # the console's files
         or text.endswith((":${AWS::AccountId}:sender-id/*", ":${AWS::AccountId}:identity/*"))
     )
 
@@ -438,13 +439,15 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "kms:GenerateMac",  # the keyed hash of a subscriber's address
         "sms-voice:SendTextMessage",  # confirmation codes
         "ses:SendEmail",  # confirmation links
-        "s3:GetObject",  # GET /public/{commune}/{file}
+        "s3:GetObject",  # GET /public/{commune}/{file}, GET /console/{file}
         "s3:ListBucket",  # a missing file is a 404, not a 403
     }
     public_reads = [s for s in main_stmts["ApiFunction"] if str(s["Action"]).startswith("s3:")]
     assert {json.dumps(s["Resource"]) for s in public_reads} == {
         json.dumps({"Fn::Sub": "${PublicBucket.Arn}/*"}),
         json.dumps({"Fn::GetAtt": ["PublicBucket", "Arn"]}),
+        json.dumps({"Fn::Sub": "${ConsoleBucket.Arn}/console/*"}),  # GET /console/{file}
+        json.dumps({"Fn::GetAtt": ["ConsoleBucket", "Arn"]}),
     }
     # The API decrypts only to test a channel's credentials, and never without the encryption context.
     (sealing,) = [s for s in main_stmts["ApiFunction"] if "kms:Encrypt" in _as_list(s["Action"])]
