@@ -181,7 +181,7 @@ def test_http_api_authorizer_and_cors(main: dict[str, Any]) -> None:
     assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
     assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
     assert authorizer["EnableSimpleResponses"] is True
-    assert authorizer["Identity"] == {"Headers": ["Authorization"], "ReauthorizeEvery": 300}
+    assert authorizer["Identity"] == {"Headers": ["Authorization"], "ReauthorizeEvery": 0}  # revocation is immediate
     cors = props["CorsConfiguration"]
     assert cors["AllowOrigins"] == ["*"]
     assert {h.lower() for h in cors["AllowHeaders"]} == {"authorization", "content-type", "idempotency-key"}
@@ -648,7 +648,7 @@ def test_main_template_translates(main: dict[str, Any]) -> None:
     scheme = body["components"]["securitySchemes"]["CommuneKey"]["x-amazon-apigateway-authorizer"]
     assert scheme["authorizerPayloadFormatVersion"] == "2.0"
     assert scheme["enableSimpleResponses"] is True
-    assert scheme["authorizerResultTtlInSeconds"] == 300
+    assert scheme["authorizerResultTtlInSeconds"] == 0
     assert scheme["identitySource"] == ["$request.header.Authorization"]
     paths = body["paths"]
     # SAM writes `Authorizer: NONE` as the pseudo-scheme NONE, which API Gateway imports as "no auth".
