@@ -14,7 +14,7 @@ export AWS_DEFAULT_REGION ?= eu-west-3
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 AXE := tests/browser/node_modules/.installed
 
-.PHONY: help run test lint typecheck cfn-lint build unit integration e2e browser chromium deploy clean bench soak
+.PHONY: help run test lint typecheck cfn-lint build unit integration e2e browser chromium deploy console-upload clean bench soak
 
 help:
 	@echo "make run    start Crieur locally (moto, API on 127.0.0.1:3000, workers, sandbox)"
@@ -22,7 +22,7 @@ help:
 	@echo "make build  sam build (no Docker needed)"
 	@echo "make bench  benchmarks: cold start, AWS calls, latency, fan-out, cost (table + benchmarks/results/latest.json)"
 	@echo "make soak   1,000 publications through the local stack under injected faults (about 10 minutes)"
-	@echo "make deploy sam build && sam deploy --guided"
+	@echo "make deploy sam build && sam deploy --guided, then the console's files (make console-upload STACK=name)"
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
@@ -83,6 +83,14 @@ test: lint typecheck cfn-lint build chromium $(AXE)
 
 deploy: build
 	PATH="$(SAM_PATH)" $(SAM) deploy --guided
+	$(MAKE) console-upload
+
+# The console's static files into the deployed stack's ConsoleBucket (STACK: the name given to sam deploy).
+STACK ?= crieur
+console-upload:
+	bucket=$$(aws cloudformation describe-stacks --stack-name $(STACK) --output text \
+	  --query "Stacks[0].Outputs[?OutputKey=='ConsoleBucketName'].OutputValue") && \
+	aws s3 sync console/ "s3://$$bucket/console/" --delete
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache
