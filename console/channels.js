@@ -20,7 +20,7 @@ const FIELDS = {
   email: { settings: ["from_address", "reply_to"], credentials: [] },
   website: { settings: ["title", "site_url"], credentials: [] },
 };
-const FLAGS = new Set(["allow_gsm7_shaping"]);
+const FLAGS = new Set(["allow_gsm7_shaping", "allow_foreign_numbers"]);
 const LABELS = {
   url: "Adresse de réception",
   secret: "Secret de signature (whsec_…)",
@@ -44,6 +44,8 @@ const LABELS = {
   vapid_private_key: "Clé privée VAPID",
   sender_id: "Nom de l'expéditeur",
   allow_gsm7_shaping: "Adapter les caractères au GSM-7 (SMS moins chers)",
+  allow_foreign_numbers: "Accepter les numéros étrangers",
+  max_price_per_part: "Prix maximal par partie de SMS (€)",
   from_address: "Adresse d'expédition",
   reply_to: "Adresse de réponse",
   title: "Titre du fil",
@@ -82,7 +84,7 @@ function channelCard(name, item) {
   const credentials = known.credentials.map((key) => {
     const control = h("input", {
       type: "password", name: key, autocomplete: "off",
-      placeholder: item?.credentials_set ? "enregistré : laisser vide pour garder" : "",
+      placeholder: item?.credentials_set ? "enregistré (vide : inchangé)" : "",
     });
     const wrapper = field(LABELS[key] || key, control, { field: `credentials.${key}` });
     control.id = `f-${name}-credentials-${key}`;

@@ -238,7 +238,9 @@ export async function composeView() {
     try {
       const answer = await api("POST", "/v1/previews", { body });
       previewStatus.textContent = `Coût estimé : ${format.euros(answer.cost_estimate_eur)} TTC.`;
-      cards.replaceChildren(...Object.entries(answer.channels).map(([channel, shown]) => card(channel, shown)));
+      const order = (channel) => enabled.indexOf(channel);
+      const shown = Object.entries(answer.channels).sort(([a], [b]) => order(a) - order(b));
+      cards.replaceChildren(...shown.map(([channel, preview]) => card(channel, preview)));
     } catch (error) {
       if (!(error instanceof ApiError)) throw error;
       const details = error.errors.map(({ field: name, message }) => `${name} : ${message}`).join(" ; ");

@@ -53,7 +53,10 @@ export function showProblem(form, error) {
     const describedBy = new Set((control.getAttribute("aria-describedby") || "").split(" ").filter(Boolean));
     describedBy.add(errorId);
     control.setAttribute("aria-describedby", [...describedBy].join(" "));
-    return h("li", {}, h("a", { href: `#${control.id}`, onclick: focusField(control) }, message));
+    const grouped = ["checkbox", "radio"].includes(control.type) && control.closest("fieldset");
+    const label = (grouped ? grouped.querySelector("legend") : form.querySelector(`label[for="${control.id}"]`))?.textContent;
+    const text = label ? `${label} : ${message}` : message;
+    return h("li", {}, h("a", { href: `#${control.id}`, onclick: focusField(control) }, text));
   });
   summary.replaceChildren(
     h("h2", {}, error.problem.title || "Erreur"),

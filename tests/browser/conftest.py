@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,15 +110,28 @@ def axe_violations(axe_source: str) -> Callable[..., Violations]:
     return audit
 
 
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    """This run's screenshots only: the folder is emptied once per session."""
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
+    SCREENSHOTS.mkdir()
+    return SCREENSHOTS
+
+
+def _slug(text: str) -> str:
+    return re.sub(
+        r"[^a-z0-9]+", "-", unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    ).strip("-")
+
+
 @pytest.fixture
-def screenshot(request: pytest.FixtureRequest) -> Callable[[Page, str], Path]:
+def screenshot(request: pytest.FixtureRequest, screenshots: Path) -> Callable[[Page, str], Path]:
     """`screenshot(page, "step")` saves tests/browser/screenshots/<test>-<n>-<step>.png (full page)."""
-    SCREENSHOTS.mkdir(exist_ok=True)
-    test = re.sub(r"[^\w-]+", "-", request.node.name).strip("-")
+    test = _slug(request.node.name.removeprefix("test_"))
     taken: list[Path] = []
 
     def take(page: Page, step: str) -> Path:
-        path = SCREENSHOTS / f"{test}-{len(taken) + 1:02d}-{step}.png"
+        path = screenshots / f"{test}-{len(taken) + 1:02d}-{_slug(step)}.png"
         page.screenshot(path=str(path), full_page=True)
         taken.append(path)
         return path
