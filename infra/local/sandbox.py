@@ -1369,8 +1369,7 @@ def _verbose() -> bool:
 
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 128  # the listen backlog: a Web Push chunk opens 50 connections at once (default 5)
-    request_queue_size = 128  # the listen backlog: a Web Push chunk opens 50 connections at once (default 5)
+    request_queue_size = 512  # the listen backlog: each Web Push chunk opens 50 connections at once (default 5)
 
     def __init__(self, address: tuple[str, int], sandbox: Sandbox, family: socket.AddressFamily) -> None:
         self.address_family = family

@@ -34,6 +34,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         yield running
 
 
+@pytest.fixture(scope="module", autouse=True)
+def browser(stack: LocalStack) -> None:
+    """One browser subscribed to the demo commune's notifications (with nobody, Web Push is skipped)."""
+    push_service = stack.sandbox.imitations["/webpush"]
+    subscription = push_service.new_subscription()  # type: ignore[attr-defined]
+    answer = httpx.post(f"{stack.api_url}/public/{stack.demo_insee}/webpush/subscriptions", json=subscription)
+    assert answer.status_code == 201, answer.text
+
+
 @pytest.fixture(scope="module")
 def api(stack: LocalStack) -> Iterator[httpx.Client]:
     headers = {"Authorization": f"Bearer {stack.demo_api_key}"}

@@ -74,6 +74,9 @@ class WebpushImitation:
         self._browsers: dict[str, _Browser] = {}
         self._shown: list[_Shown] = []
         self._ids = itertools.count(1)
+        self._verified: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        """(JWT, key) → its (header, claims) once the signature checked: a sender signs one token for many
+        pushes, so each push costs one signature check at most (the claims are still checked every time)."""
 
     # -- demo and control ------------------------------------------------------------------------------------
 
@@ -184,21 +187,28 @@ class WebpushImitation:
         token, key = match.groups()
         if key != browser.server_key:
             return 403, "VAPID key does not match the subscription's applicationServerKey"
-        parts = token.split(".")
-        if len(parts) != 3:
-            return 401, "malformed JWT"
-        try:
-            header, claims = (json.loads(b64url_decode(part)) for part in parts[:2])
-            public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64url_decode(key))
-            raw = b64url_decode(parts[2])
-            if len(raw) != 64:
-                return 401, "ES256 signature must be 64 bytes"
-            signature = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
-            public.verify(signature, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256()))
-        except InvalidSignature:
-            return 401, "invalid JWT signature"
-        except ValueError:
-            return 401, "malformed JWT"
+        with self._lock:
+            verified = self._verified.get((token, key))
+        if verified is None:
+            parts = token.split(".")
+            if len(parts) != 3:
+                return 401, "malformed JWT"
+            try:
+                header, claims = (json.loads(b64url_decode(part)) for part in parts[:2])
+                public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b64url_decode(key))
+                raw = b64url_decode(parts[2])
+                if len(raw) != 64:
+                    return 401, "ES256 signature must be 64 bytes"
+                signature = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+                public.verify(signature, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256()))
+            except InvalidSignature:
+                return 401, "invalid JWT signature"
+            except ValueError:
+                return 401, "malformed JWT"
+            with self._lock:
+                self._verified[(token, key)] = (header, claims)
+        else:
+            header, claims = verified
         if header.get("alg") != "ES256":
             return 401, "alg must be ES256"
         if claims.get("aud") != self.sandbox.url:

@@ -306,7 +306,8 @@ class DeliveryWorker:
                     code="no_recipient_reached",
                     message=f"Aucun destinataire n'a reçu le message ({failed} en échec).{reason}",
                 )
-            external_id = f"{_count(state.recipients.sent)} destinataires" if outcome == "sent" else None
+            sent = state.recipients.sent
+            external_id = f"{_count(sent)} destinataire{'s' if sent > 1 else ''}" if outcome == "sent" else None
             if not self.store.settle_fanout(
                 commune, publication_id, channel, outcome, external_id=external_id, error=error
             ):
