@@ -31,7 +31,11 @@ EXPECTED_CHANNELS = {
     "PushChannel": "push",
     "WebpushChannel": "webpush",
     "WebsiteChannel": "website",
+    "SmsChannel": "sms",
+    "EmailChannel": "email",
 }
+PACED_CHANNELS = {"SmsChannel": "SmsPartsPerSecond", "EmailChannel": "SesSendsPerSecond"}
+"""Channels that send one message per subscriber at the account's rate: one chunk per invocation."""
 
 
 # ---------------------------------------------------------------- loading
@@ -337,11 +341,66 @@ def test_deliver_function(channel: dict[str, Any]) -> None:
     assert event["Type"] == "SQS"
     assert event["Properties"] == {
         "Queue": {"Fn::GetAtt": ["Queue", "Arn"]},
-        "BatchSize": 10,
+        "BatchSize": {"Ref": "BatchSize"},
         "MaximumBatchingWindowInSeconds": 1,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "ScalingConfig": {"MaximumConcurrency": {"Ref": "MaxConcurrency"}},
     }
+    assert channel["Parameters"]["BatchSize"]["Default"] == 10
+    # The account's sending rate is shared by the invocations that may run at once (crieur/channels/pacing.py).
+    assert env["CRIEUR_DELIVER_CONCURRENCY"] == {"Ref": "MaxConcurrency"}
+    assert env["CRIEUR_SMS_PARTS_PER_SECOND"] == {
+        "Fn::If": ["IsSms", {"Ref": "SendsPerSecond"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert env["CRIEUR_SES_SENDS_PER_SECOND"] == {
+        "Fn::If": ["IsEmail", {"Ref": "SendsPerSecond"}, {"Ref": "AWS::NoValue"}]
+    }
+
+
+def test_paced_channels_send_one_chunk_per_invocation(main: dict[str, Any]) -> None:
+    """A chunk paced to the account's rate takes seconds: one per invocation keeps within the timeout."""
+    from crieur.channels.email import DEFAULT_SENDS_PER_SECOND, EmailChannel
+    from crieur.channels.sms import DEFAULT_PARTS_PER_SECOND, SmsChannel
+    from crieur.render.sms import MAX_SMS_PARTS
+
+    for name, rate in PACED_CHANNELS.items():
+        params = main["Resources"][name]["Properties"]["Parameters"]
+        assert params["BatchSize"] == 1, name
+        assert params["MaxConcurrency"] == 2, name
+        assert params["SendsPerSecond"] == {"Ref": rate}, name
+    timeout = main["Globals"]["Function"]["Timeout"]
+    sms_share = main["Parameters"]["SmsPartsPerSecond"]["Default"] / 2
+    assert main["Parameters"]["SmsPartsPerSecond"]["Default"] == DEFAULT_PARTS_PER_SECOND
+    assert SmsChannel.chunk_size * MAX_SMS_PARTS / sms_share < timeout  # even with six parts each
+    email_share = main["Parameters"]["SesSendsPerSecond"]["Default"] / 2
+    assert main["Parameters"]["SesSendsPerSecond"]["Default"] == DEFAULT_SENDS_PER_SECOND
+    assert EmailChannel.chunk_size / email_share < timeout
+    email = main["Resources"]["EmailChannel"]["Properties"]["Parameters"]
+    assert email["ConfigurationSetName"] == {"Ref": "EmailConfigurationSet"}
+    assert email["PublicBaseUrl"] == {"Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"}
+
+
+def test_bounces_complaints_and_stop_replies_reach_their_functions(main: dict[str, Any]) -> None:
+    resources = main["Resources"]
+    destination = resources["EmailEventDestination"]["Properties"]
+    assert destination["ConfigurationSetName"] == {"Ref": "EmailConfigurationSet"}
+    assert destination["EventDestination"]["Enabled"] is True
+    assert sorted(destination["EventDestination"]["MatchingEventTypes"]) == ["bounce", "complaint"]
+    assert destination["EventDestination"]["SnsDestination"] == {"TopicARN": {"Ref": "EmailEventsTopic"}}
+    for function, topic, service, code in (
+        ("SesEventsFunction", "EmailEventsTopic", "ses.amazonaws.com", "functions/ses_events/"),
+        ("SmsInboundFunction", "SmsInboundTopic", "sms-voice.amazonaws.com", "functions/sms_inbound/"),
+    ):
+        props = resources[function]["Properties"]
+        assert props["CodeUri"] == code
+        ((_, event),) = props["Events"].items()
+        assert event == {"Type": "SNS", "Properties": {"Topic": {"Ref": topic}}}
+        lookup = {"CRIEUR_LOOKUP_KEY_ID": {"Fn::GetAtt": ["SubscriberLookupKey", "Arn"]}}
+        assert props["Environment"]["Variables"] == lookup
+        (statement,) = resources[f"{topic}Policy"]["Properties"]["PolicyDocument"]["Statement"]
+        assert statement["Principal"] == {"Service": service}
+        assert statement["Action"] == "sns:Publish"
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
 # ---------------------------------------------------------------- least privilege
@@ -416,8 +475,12 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "ReleaseFunction",
         "WeatherFunction",
         "EventsFunction",
+        "SesEventsFunction",
+        "SmsInboundFunction",
     }
     assert _actions(main_stmts["AuthorizerFunction"]) == {"dynamodb:GetItem"}
+    for name in ("SesEventsFunction", "SmsInboundFunction"):  # find an address's subscriptions, erase them
+        assert _actions(main_stmts[name]) == {"dynamodb:Query", "dynamodb:DeleteItem", "kms:GenerateMac"}, name
     api = _actions(main_stmts["ApiFunction"])
     assert api == {
         "dynamodb:GetItem",
@@ -439,6 +502,7 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "kms:GenerateMac",  # the keyed hash of a subscriber's address
         "sms-voice:SendTextMessage",  # confirmation codes
         "ses:SendEmail",  # confirmation links
+        "ses:GetEmailIdentity",  # the email channel's test: is the sender verified?
         "s3:GetObject",  # GET /public/{commune}/{file}, GET /console/{file}
         "s3:ListBucket",  # a missing file is a 404, not a 403
     }
@@ -519,19 +583,37 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "s3:GetObject",  # the website channel only (below)
         "s3:PutObject",
         "s3:ListBucket",
+        "sms-voice:SendTextMessage",  # the sms channel only
+        "ses:SendBulkEmail",  # the email channel only
+        "ses:CreateEmailTemplate",
+        "ses:UpdateEmailTemplate",
     }
-    # Only a stack given PublicBucketName (the website channel) gets S3 rights, on that bucket only.
+    # Only a stack given PublicBucketName (the website channel) gets S3 rights, on that bucket only; only the sms
+    # and email stacks open subscribers' addresses and send through End User Messaging or SES.
     raw = channel["Resources"]["DeliverFunction"]["Properties"]["Policies"][0]["Statement"]
     conditional = [s for s in raw if "Fn::If" in s]
-    assert {s["Fn::If"][0] for s in conditional} == {"HasPublicBucket"}
-    assert {a for s in conditional for a in _as_list(s["Fn::If"][1]["Action"])} == {
-        "s3:GetObject",
-        "s3:PutObject",
-        "s3:ListBucket",
+    by_condition: dict[str, set[str]] = {}
+    for statement in conditional:
+        by_condition.setdefault(statement["Fn::If"][0], set()).update(_as_list(statement["Fn::If"][1]["Action"]))
+    assert by_condition == {
+        "HasPublicBucket": {"s3:GetObject", "s3:PutObject", "s3:ListBucket"},
+        "ReachesSubscribers": {"kms:Decrypt"},
+        "IsSms": {"sms-voice:SendTextMessage"},
+        "IsEmail": {"ses:SendBulkEmail", "ses:CreateEmailTemplate", "ses:UpdateEmailTemplate"},
+        "HasConfigurationSet": {"ses:SendBulkEmail"},
     }
+    assert channel["Conditions"]["IsSms"] == {"Fn::Equals": [{"Ref": "Channel"}, "sms"]}
+    assert channel["Conditions"]["IsEmail"] == {"Fn::Equals": [{"Ref": "Channel"}, "email"]}
+    (addresses,) = [s["Fn::If"][1] for s in conditional if s["Fn::If"][0] == "ReachesSubscribers"]
+    assert addresses["Condition"] == {"StringEquals": {"kms:EncryptionContext:channel": "subscribers"}}
+    from crieur.channels.email import TEMPLATE_NAME
+
+    for template in [s["Fn::If"][1] for s in conditional if s["Fn::If"][0] == "IsEmail"]:
+        resources = [str(resource["Fn::Sub"]) for resource in _as_list(template["Resource"])]
+        assert any(resource.endswith(f":template/{TEMPLATE_NAME}") for resource in resources)
     assert channel["Conditions"]["HasPublicBucket"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "PublicBucketName"}, ""]}]}
     assert channel["Parameters"]["PublicBucketName"]["Default"] == ""
-    (decrypt,) = [s for s in deliver if s["Action"] == "kms:Decrypt"]
+    (decrypt, _) = [s for s in deliver if s["Action"] == "kms:Decrypt"]  # its credentials; subscribers (above)
     assert decrypt["Resource"] == {"Ref": "CredentialsKeyArn"}
     assert decrypt["Condition"] == {"StringEquals": {"kms:EncryptionContext:channel": {"Ref": "Channel"}}}
     sends = [s["Resource"] for s in deliver if s["Action"] == "sqs:SendMessage"]
@@ -629,7 +711,8 @@ def test_main_template_translates(main: dict[str, Any]) -> None:
     assert not [r for r in cfn["Resources"].values() if r["Type"].startswith("AWS::Serverless::")]
 
     functions = _of_type(cfn, "AWS::Lambda::Function")
-    assert len(functions) == 5  # authorizer, api, release, weather, events (deliver: in the channel stacks)
+    # authorizer, api, release, weather, events, ses events, sms replies (deliver: in the channel stacks)
+    assert len(functions) == 7
     for fn in functions:
         assert fn["Properties"]["Runtime"] == "python3.13"
         assert fn["Properties"]["Architectures"] == ["arm64"]
@@ -669,7 +752,7 @@ def test_channel_template_translates(channel: dict[str, Any]) -> None:
     props = mapping["Properties"]
     assert props["EventSourceArn"] == {"Fn::GetAtt": ["Queue", "Arn"]}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert props["BatchSize"] == 10
+    assert props["BatchSize"] == {"Ref": "BatchSize"}
     assert props["MaximumBatchingWindowInSeconds"] == 1
     assert props["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MaxConcurrency"}}
 

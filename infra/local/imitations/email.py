@@ -177,6 +177,8 @@ class EmailImitation:
             return self._send_bulk(request, body)
         if subpath == "/v2/email/templates" and request.method == "POST":
             return self._create_template(body)
+        if subpath.startswith("/v2/email/identities/") and request.method == "GET":
+            return self._identity(urllib.parse.unquote(subpath.removeprefix("/v2/email/identities/")))
         if subpath.startswith("/v2/email/templates/"):
             name = urllib.parse.unquote(subpath.removeprefix("/v2/email/templates/"))
             if request.method == "GET":
@@ -192,6 +194,29 @@ class EmailImitation:
                     del self._state.templates[name]
                 return Reply.json(200, {})
         return aws_error(404, "NotFoundException", "Resource not found")
+
+    # -- identities ------------------------------------------------------------------------------------------
+
+    def _identity(self, identity: str) -> Reply:
+        """GetEmailIdentity: a verified address or domain; any other identity does not exist in the account."""
+        with self._lock:
+            verified = identity.lower() in self._state.verified
+        if not verified:
+            raise _Refused(404, "NotFoundException", f"Email identity {identity} does not exist.")
+        kind = "EMAIL_ADDRESS" if "@" in identity else "DOMAIN"
+        return Reply.json(
+            200,
+            {
+                "IdentityType": kind,
+                "VerifiedForSendingStatus": True,
+                "VerificationStatus": "SUCCESS",
+                "FeedbackForwardingStatus": True,
+                "DkimAttributes": {
+                    "SigningEnabled": kind == "DOMAIN",
+                    "Status": "SUCCESS" if kind == "DOMAIN" else "NOT_STARTED",
+                },
+            },
+        )
 
     # -- templates -------------------------------------------------------------------------------------------
 

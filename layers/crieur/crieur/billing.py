@@ -85,9 +85,17 @@ def billing_month(moment: datetime) -> str:
     return f"{moment.astimezone(PARIS):%Y-%m}"
 
 
-def estimate(prices: PriceList, texts: Mapping[ChannelName, str | None]) -> Decimal:
-    """TTC estimate for one publication reaching these channels (channel → the text it will carry)."""
+def estimate(
+    prices: PriceList, texts: Mapping[ChannelName, str | None], units: Mapping[ChannelName, int] | None = None
+) -> Decimal:
+    """TTC estimate for one publication reaching these channels (channel → the text it will carry); a channel
+    reaching many recipients is priced by `units` (channel → its billable units: SMS parts × subscribers…)."""
+    units = units or {}
     total = prices.publication + sum(
-        (prices.delivery(channel, text)[1] for channel, text in texts.items()), start=Decimal(0)
+        (
+            prices.per_recipient(channel)[1] * units[channel] if channel in units else prices.delivery(channel, text)[1]
+            for channel, text in texts.items()
+        ),
+        start=Decimal(0),
     )
     return prices.with_vat(total)

@@ -381,6 +381,19 @@ class EmailGateway:
         said = scrub(f"{status}: {result['Error']}" if result.get("Error") else status)
         return BulkResult(key=key, status=kind, code=code, message=message, provider_message=said)
 
+    def sender_verified(self, address: str) -> bool:
+        """Whether SES lets the account send from `address`: the address itself, or its domain, is verified."""
+        for identity in (address, address.rpartition("@")[2]):
+            try:
+                answer = self.client.get_email_identity(EmailIdentity=identity)
+            except self.client.exceptions.NotFoundException:
+                continue
+            except Exception as error:
+                raise _ses_error(error) from None
+            if answer.get("VerifiedForSendingStatus"):
+                return True
+        return False
+
     def send_one(
         self,
         from_address: str,

@@ -330,6 +330,12 @@ class ChannelPreview(BaseModel):
     media: list[MediaPreview] = []
     warnings: list[str] = []
     skipped: str | None = Field(default=None, description="Pourquoi ce canal ne prendrait pas la publication.")
+    encoding: Literal["GSM-7", "UCS-2"] | None = Field(default=None, description="SMS : l'encodage du texte envoyé.")
+    parts: int | None = Field(default=None, description="SMS : parties facturées par destinataire.")
+    parts_without_shaping: int | None = Field(
+        default=None, description="SMS : parties sans l'adaptation des caractères, quand elle a changé le texte."
+    )
+    recipients: int | None = Field(default=None, description="SMS et e-mail : abonnés confirmés qui le recevraient.")
 
 
 class Preview(BaseModel):

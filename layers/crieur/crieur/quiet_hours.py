@@ -12,13 +12,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 
-from crieur.models import PARIS
+from crieur.models import PARIS, Publication
 
 OPENS = time(8, 0)
 """The first allowed minute of an allowed day (Paris wall time)."""
 CLOSES = time(22, 0)
 """From this minute (Paris wall time) nothing non-urgent is sent until the next allowed day."""
 SUNDAY = 6
+ALERT_CATEGORIES = frozenset({"alert", "weather"})
+ALERT_URGENCIES = frozenset({"high", "critical"})
 
 _FIXED = {
     (1, 1): "Jour de l'an",
@@ -30,6 +32,11 @@ _FIXED = {
     (11, 11): "Armistice 1918",
     (12, 25): "Noël",
 }
+
+
+def is_alert(publication: Publication) -> bool:
+    """An alert (category alert or weather, urgency high or critical) is sent at any hour, as transactional."""
+    return publication.category in ALERT_CATEGORIES or publication.urgency in ALERT_URGENCIES
 
 
 def easter_sunday(year: int) -> date:

@@ -15,7 +15,14 @@ from ulid import ULID
 
 from crieur.billing import PriceList, billing_month, estimate, price_list
 from crieur.channels import ADAPTERS, adapter_for, build_adapter
-from crieur.channels.base import ChannelCheck, ChannelError, PermanentChannelError, SkipDelivery
+from crieur.channels.base import (
+    AudienceChannel,
+    ChannelCheck,
+    ChannelError,
+    PermanentChannelError,
+    RenderedPost,
+    SkipDelivery,
+)
 from crieur.credentials import CredentialVault
 from crieur.delivery import fail_undeliverable
 from crieur.errors import Conflict, InvalidInput, NotFound, OverBudget, Unavailable
@@ -76,7 +83,7 @@ class PublicationService:
         targets = self._targets(commune, request)
         self._check_overrides(request, targets)
         sending = [name for name, record in targets.items() if record.reconnect_reason is None]
-        cost, over_budget = self._within_budget(commune, request, sending)
+        cost, over_budget = self._within_budget(commune, request, {name: targets[name] for name in sending})
         if request.publish_at is not None:
             scheduled = self._schedule(commune, request, list(targets), cost, over_budget)
             if over_budget:
@@ -118,13 +125,25 @@ class PublicationService:
         return self.get_publication(commune, publication.id)
 
     def _within_budget(
-        self, commune: str, request: PublicationRequest, channels: list[ChannelName]
+        self, commune: str, request: PublicationRequest, channels: dict[ChannelName, ChannelRecord]
     ) -> tuple[Decimal, bool]:
         """The TTC estimate, and whether it goes over the monthly budget. Over budget, news is refused
         (402); weather and critical alerts are sent, billed and flagged, never refused."""
         prices = self.prices()
         texts = {channel: _text_for(request, channel) for channel in channels}
-        cost = estimate(prices, texts)
+        units = {}
+        for name, record in channels.items():
+            if not issubclass(adapter_for(name), AudienceChannel):
+                continue
+            draft = _draft(commune, request, list(channels))
+            try:
+                adapter = build_adapter(name, record.settings, None, self.http())
+            except ChannelError:  # settings no longer valid: the delivery fails with the reason, costing nothing
+                units[name] = 0
+                continue
+            if isinstance(adapter, AudienceChannel):
+                units[name] = _audience_units(adapter, draft)[1]
+        cost = estimate(prices, texts, units)
         budget = self.store.budget(commune)
         if budget is None:
             return cost, False
@@ -298,35 +317,42 @@ class PublicationService:
             )
         return targets
 
-    def _check_overrides(self, request: PublicationRequest, targets: dict[ChannelName, ChannelRecord]) -> None:
-        """An override is sent as written: one that the channel would have to cut is refused (422)."""
-        problems = []
+    def _override_problems(
+        self, request: PublicationRequest, targets: dict[ChannelName, ChannelRecord]
+    ) -> dict[ChannelName, str]:
+        """Channel → why its override cannot be sent as written (too long, too many SMS parts), in French."""
+        problems = {}
         for name, override in request.overrides.items():
             adapter = build_adapter(name, targets[name].settings, None, self.http())
             problem = adapter.override_problem(override.text)
             if problem:
-                problems.append((f"overrides.{name}.text", problem))
+                problems[name] = problem
+        return problems
+
+    def _check_overrides(self, request: PublicationRequest, targets: dict[ChannelName, ChannelRecord]) -> None:
+        """An override is sent as written: one that the channel would have to cut is refused (422)."""
+        problems = self._override_problems(request, targets)
         if problems:
-            raise InvalidInput(problems)
+            raise InvalidInput([(f"overrides.{name}.text", problem) for name, problem in problems.items()])
 
     def preview(self, commune: str, request: PublicationRequest) -> Preview:
         """What each target channel would receive: the same rendering code as sending, without credentials."""
         targets = self._targets(commune, request)
-        self._check_overrides(request, targets)
-        draft = Publication(
-            **request.model_dump(exclude={"channels"}),
-            channels=list(targets),
-            id="pub_preview",
-            commune=commune,
-            status="publishing",
-            created_at=utc_now(),
-        )
+        refused = self._override_problems(request, targets)  # shown, not raised: a preview is for finding them
+        draft = _draft(commune, request, list(targets))
         media = MediaFetcher(self.http())
         channels = {}
+        units: dict[ChannelName, int] = {}
         for name, record in targets.items():
             warnings = [f"{record.reconnect_reason} Ce canal sera ignoré."] if record.reconnect_reason else []
+            if name in refused:
+                warnings.append(f"overrides.{name}.text : {refused[name]} La publication sera refusée (422).")
             try:
-                rendered = build_adapter(name, record.settings, None, self.http(), media).render(draft)
+                adapter = build_adapter(name, record.settings, None, self.http(), media)
+                rendered = adapter.render(draft)
+                recipients = None
+                if isinstance(adapter, AudienceChannel):
+                    recipients, units[name] = _audience_units(adapter, draft, rendered)
             except SkipDelivery as skip:
                 channels[name] = ChannelPreview(skipped=skip.message, warnings=warnings)
             except ChannelError as error:
@@ -338,13 +364,18 @@ class PublicationService:
                     limit=rendered.limit,
                     media=[MediaPreview.model_validate(decision.model_dump()) for decision in rendered.media],
                     warnings=[*warnings, *rendered.warnings],
+                    encoding=rendered.encoding,
+                    parts=rendered.parts,
+                    parts_without_shaping=rendered.parts_without_shaping,
+                    recipients=recipients,
                 )
         sent = {
             name: shown.text
             for name, shown in channels.items()
             if shown.skipped is None and not targets[name].reconnect_reason
         }
-        return Preview(channels=channels, cost_estimate_eur=float(estimate(self.prices(), sent)))
+        units = {name: count for name, count in units.items() if name in sent}
+        return Preview(channels=channels, cost_estimate_eur=float(estimate(self.prices(), sent, units)))
 
     def retract(self, commune: str, publication_id: str) -> Publication:
         """Cancels a scheduled publication; deletes a published one on every channel that allows it
@@ -462,6 +493,30 @@ def _view(record: ChannelRecord) -> ChannelConfigView:
         reconnect_reason=record.reconnect_reason,
         updated_at=record.updated_at,
     )
+
+
+def _draft(commune: str, request: PublicationRequest, channels: list[ChannelName]) -> Publication:
+    """The publication as the channels would render it, before it exists (previews, estimates)."""
+    return Publication(
+        **request.model_dump(exclude={"channels"}),
+        channels=channels,
+        id="pub_preview",
+        commune=commune,
+        status="publishing",
+        created_at=utc_now(),
+    )
+
+
+def _audience_units(
+    adapter: AudienceChannel[Any, Any], draft: Publication, rendered: RenderedPost | None = None
+) -> tuple[int, int]:
+    """(recipients, billable units) of a channel reaching many: each recipient costs its SMS parts, else one."""
+    try:
+        rendered = rendered or adapter.render(draft)
+    except SkipDelivery:
+        return 0, 0
+    recipients = len(adapter.audience(rendered))
+    return recipients, recipients * (rendered.parts or 1)
 
 
 def _text_for(request: PublicationRequest, channel: ChannelName) -> str:

@@ -33,10 +33,12 @@ ADAPTERS = cast(
     _Adapters(
         {
             "bluesky": "crieur.channels.bluesky:BlueskyChannel",
+            "email": "crieur.channels.email:EmailChannel",
             "facebook": "crieur.channels.facebook:FacebookChannel",
             "instagram": "crieur.channels.instagram:InstagramChannel",
             "mastodon": "crieur.channels.mastodon:MastodonChannel",
             "push": "crieur.channels.push:PushChannel",
+            "sms": "crieur.channels.sms:SmsChannel",
             "webhook": "crieur.channels.webhook:WebhookChannel",
             "webpush": "crieur.channels.webpush:WebpushChannel",
             "website": "crieur.channels.website:WebsiteChannel",

@@ -76,6 +76,15 @@ class TransientChannelError(ChannelError):
         self.retry_after = retry_after
 
 
+class NotBefore(TransientChannelError):
+    """Nothing failed, but nothing may be sent before `at` (UTC), maybe days away (SMS quiet hours): the worker
+    waits without counting an attempt, hopping 12 hours at most at a time (SQS's longest visibility)."""
+
+    def __init__(self, code: str, message: str, at: datetime, now: datetime) -> None:
+        super().__init__(code, message, retry_after=max(0.0, (at - now).total_seconds()))
+        self.at = at
+
+
 class PermanentChannelError(ChannelError):
     """Retrying cannot help: the publication or the channel's settings must change first."""
 
@@ -238,6 +247,12 @@ class RenderedPost(BaseModel):
     limit: int | None = None
     media: list[MediaDecision] = []
     warnings: list[str] = []
+    encoding: Literal["GSM-7", "UCS-2"] | None = None
+    """SMS only: the encoding the text is sent in."""
+    parts: int | None = None
+    """SMS only: the parts billed per recipient."""
+    parts_without_shaping: int | None = None
+    """SMS only: the parts the text would take without the GSM-7 shaping, when the shaping changed it."""
     payload: dict[str, Any] = Field(default={}, exclude=True)
     """Provider-specific request data, for `send` only (never shown)."""
 
