@@ -3,14 +3,26 @@ sandbox's push service imitation (which checks VAPID and decrypts like a browser
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
+import socket
+import ssl
+import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 import infra.local.imitations
 from crieur import aws
@@ -19,6 +31,7 @@ from crieur.channels import ADAPTERS, webpush
 from crieur.channels.base import RecipientOutcome, RenderedPost, RetractUnsupported
 from crieur.channels.webpush import WebpushChannel, WebpushCredentials, WebpushSettings
 from crieur.models import FanoutMessage, Publication, utc_now
+from crieur.security import guarded_client
 from crieur.store import Store
 from infra.local.imitations.webpush import WebpushImitation
 from infra.local.sandbox import Sandbox
@@ -556,3 +569,112 @@ def test_no_subscriber_skips_the_channel_with_a_reason(
     assert delivery["status"] == "skipped"
     assert delivery["error"]["message"].startswith("Aucun abonné")
     assert delivery["recipients"] is None
+
+
+# -- HTTP/2 where the push service offers it ---------------------------------------------------------------------
+
+
+class Http2PushService:
+    """A push service over TLS that offers HTTP/2 (ALPN h2): 201 to every POST, counting connections and
+    the streams each carried."""
+
+    def __init__(self, certificate: tuple[Path, Path]) -> None:
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(*certificate)
+        self.context.set_alpn_protocols(["h2", "http/1.1"])
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.streams: list[int] = []
+        """Per connection, the requests it carried."""
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        with contextlib.suppress(OSError, ssl.SSLError), self.context.wrap_socket(raw, server_side=True) as tls:
+            assert tls.selected_alpn_protocol() == "h2"
+            index = len(self.streams)
+            self.streams.append(0)
+            connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+            connection.initiate_connection()
+            tls.sendall(connection.data_to_send())
+            while data := tls.recv(65535):
+                for event in connection.receive_data(data):
+                    if isinstance(event, h2.events.StreamEnded):
+                        self.streams[index] += 1
+                        connection.send_headers(event.stream_id, [(":status", "201")], end_stream=True)
+                tls.sendall(connection.data_to_send())
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_a_chunk_goes_over_http2_where_the_push_service_offers_it_and_the_guard_still_holds(
+    gateway: Gateway, sandbox: Sandbox, table: Store, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = Http2PushService(certificate)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # the deployment's client, trusting this service
+    insee = gateway.new_commune()
+    for number in range(20):
+        browser = imitated(sandbox).new_subscription()
+        endpoint = f"https://127.0.0.1:{service.port}/push/{number}"
+        table.put_webpush_subscription(
+            insee,
+            webpush.endpoint_hash(endpoint),
+            endpoint=endpoint,
+            p256dh=browser["keys"]["p256dh"],
+            auth=browser["keys"]["auth"],
+            categories=[],
+        )
+    body = imitated(sandbox).demo_channel()
+    adapter = WebpushChannel(
+        WebpushSettings.model_validate(body["settings"]),
+        WebpushCredentials.model_validate(body["credentials"]),
+        guarded_client(timeout=5.0),
+    )
+    try:
+        outcomes = send_all(adapter, adapter.render(publication(insee)))
+        assert [outcome.result for outcome in outcomes.values()] == ["delivered"] * 20
+        assert sum(service.streams) == 20
+        assert len(service.streams) < 20  # multiplexed: HTTP/2 streams share connections
+
+        monkeypatch.delenv("CRIEUR_ALLOW_PRIVATE_TARGETS")  # as deployed: the guard checks each new connection
+        adapter.http.close()
+        adapter.http = guarded_client(timeout=5.0)
+        refused = send_all(adapter, adapter.render(publication(insee)))
+        assert {outcome.result for outcome in refused.values()} == {"refused"}
+        assert sum(service.streams) == 20  # refused before connecting
+    finally:
+        adapter.http.close()
+        service.close()

@@ -209,7 +209,7 @@ def guarded_client(timeout: float = 10.0) -> httpx.Client:
     """The only HTTP client channel adapters use for commune-provided addresses.
 
     HTTP/2 wherever the server offers it over TLS (push services do: the messages of a Web Push chunk then
-    share one connection), HTTP/1.1 elsewhere; the guard checks every request either way.
+    share one connection), HTTP/1.1 elsewhere; the guard checks every connection either way.
     """
     return httpx.Client(
         transport=GuardedTransport(retries=0, http2=True),
