@@ -192,6 +192,13 @@ def test_bad_input_is_shown_next_to_its_field_and_the_draft_survives(
     # The summary links to the field.
     page.locator(".summary a").first.click()
     expect(alt).to_be_focused()
+    # An event without its start: shown next to the start.
+    page.get_by_label("Catégorie").select_option("event")
+    page.get_by_role("button", name="Publier maintenant").click()
+    starts = page.get_by_label("Début (heure de Paris)")
+    expect(starts).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#f-event-starts_at-error")).to_contain_text("obligatoire")
+    page.get_by_label("Catégorie").select_option("news")
 
     # A lost connection or a reload loses nothing: the draft is kept in this browser.
     page.reload()
