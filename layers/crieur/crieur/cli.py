@@ -110,7 +110,27 @@ def parser() -> argparse.ArgumentParser:
     weather = nouns.add_parser("weather", help="vigilance météo").add_subparsers(dest="verb", required=True)
     check = weather.add_parser("check", help="la vigilance en cours d'un département et ce qui serait envoyé")
     check.add_argument("--dept", required=True, help="code du département (ex. 45, 2A)")
+
+    dlq = nouns.add_parser("dlq", help="files de messages en échec (dead-letter queues)").add_subparsers(
+        dest="verb", required=True
+    )
+    redrive = dlq.add_parser("redrive", help="renvoyer les messages en échec d'un canal vers sa file")
+    redrive.add_argument("--channel", required=True, help="nom du canal (webhook, mastodon, sms…)")
     return root
+
+
+def dlq_redrive(stack: str | None, channel: str) -> int:
+    """Moves the channel's dead-letter messages back to its queue, and says how many."""
+    from crieur.dlq import channel_queues, redrive
+
+    try:
+        queues = channel_queues(_stack_output(stack, "TopicArn"), channel)
+    except LookupError:
+        print(f"Aucune file pour le canal « {channel} » dans cette pile.", file=sys.stderr)
+        return 1
+    moved = redrive(queues.dead_letter_url, queues.queue_url)
+    print(f"{moved} message(s) renvoyé(s) de la file en échec vers la file du canal {channel}.")
+    return 0
 
 
 def print_usage(store: Store, month: str, commune: str | None, as_csv: bool) -> int:
@@ -174,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.noun == "weather":
         os.environ.setdefault("CRIEUR_METEOFRANCE_PARAMETER", METEOFRANCE_PARAMETER)
         return weather_check(args.dept.upper())
+    if args.noun == "dlq":
+        return dlq_redrive(args.stack, args.channel.lower())
     store = Store(table)
     if args.noun == "usage":
         return print_usage(store, args.month, None if args.all else args.commune.upper(), args.csv or args.all)
