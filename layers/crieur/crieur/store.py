@@ -604,6 +604,16 @@ class Store:
                 raise
         return final
 
+    def _update_if(self, key: dict[str, Any], **update: Any) -> bool:
+        """One conditional update; False when its condition does not hold."""
+        try:
+            self.table.update_item(Key=key, **update)
+        except ClientError as error:
+            if _conditional_failed(error):
+                return False
+            raise
+        return True
+
     # --- chunked deliveries (crieur.delivery: channels that reach many recipients) ---------------------------
     # On the delivery item: the plan (`chunks_total`, `recipients_total`, `queued`) and what the completed
     # chunks added up (`chunks_done`, `recipients_sent`, `recipients_failed`, `failure`).
@@ -643,38 +653,28 @@ class Store:
                         "ttl": expires,
                     }
                 )
-        try:
-            self.table.update_item(
-                Key={"pk": pk, "sk": _delivery_sk(publication_id, channel)},
-                UpdateExpression="SET chunks_total = :chunks, recipients_total = :recipients, chunks_done = :zero, "
-                "recipients_sent = :zero, recipients_failed = :zero, updated_at = :updated",
-                ConditionExpression="claim_token = :token AND attribute_not_exists(chunks_total)",
-                ExpressionAttributeValues={
-                    ":chunks": len(chunks),
-                    ":recipients": sum(len(recipients) for recipients in chunks),
-                    ":zero": 0,
-                    ":updated": utc_now().isoformat(),
-                    ":token": token,
-                },
-            )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            {"pk": pk, "sk": _delivery_sk(publication_id, channel)},
+            UpdateExpression="SET chunks_total = :chunks, recipients_total = :recipients, chunks_done = :zero, "
+            "recipients_sent = :zero, recipients_failed = :zero, updated_at = :updated",
+            ConditionExpression="claim_token = :token AND attribute_not_exists(chunks_total)",
+            ExpressionAttributeValues={
+                ":chunks": len(chunks),
+                ":recipients": sum(len(recipients) for recipients in chunks),
+                ":zero": 0,
+                ":updated": utc_now().isoformat(),
+                ":token": token,
+            },
+        )
 
     def mark_fanout_queued(self, commune: str, publication_id: str, channel: str, token: str) -> None:
         """Every chunk message was queued: a redelivered publish message has nothing left to do."""
-        try:
-            self.table.update_item(
-                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
-                UpdateExpression="SET queued = :true",
-                ConditionExpression="claim_token = :token",
-                ExpressionAttributeValues={":true": True, ":token": token},
-            )
-        except ClientError as error:
-            if not _conditional_failed(error):
-                raise
+        self._update_if(
+            {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+            UpdateExpression="SET queued = :true",
+            ConditionExpression="claim_token = :token",
+            ExpressionAttributeValues={":true": True, ":token": token},
+        )
 
     def incomplete_chunks(self, commune: str, publication_id: str, channel: str, chunks_total: int) -> list[int]:
         """The chunks of the plan not completed yet."""
@@ -720,16 +720,12 @@ class Store:
 
     def release_chunk(self, commune: str, publication_id: str, channel: str, chunk: int, token: str) -> None:
         """Ends this worker's lease early, so the chunk's next receive can claim it at once."""
-        try:
-            self.table.update_item(
-                Key={"pk": _commune_pk(commune), "sk": _chunk_sk(publication_id, channel, chunk)},
-                UpdateExpression="REMOVE lease_until",
-                ConditionExpression="claim_token = :token",
-                ExpressionAttributeValues={":token": token},
-            )
-        except ClientError as error:
-            if not _conditional_failed(error):
-                raise
+        self._update_if(
+            {"pk": _commune_pk(commune), "sk": _chunk_sk(publication_id, channel, chunk)},
+            UpdateExpression="REMOVE lease_until",
+            ConditionExpression="claim_token = :token",
+            ExpressionAttributeValues={":token": token},
+        )
 
     def recipient_results(
         self, commune: str, publication_id: str, channel: str, chunk: int
@@ -845,20 +841,13 @@ class Store:
         if error is not None:
             assignments.append("#error = :error")
             values[":error"] = error.model_dump(exclude_none=True)
-        try:
-            self.table.update_item(
-                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
-                UpdateExpression=f"SET {', '.join(assignments)} REMOVE lease_until"
-                + ("" if error is not None else ", #error"),
-                ConditionExpression="#s IN (:sending, :retrying) AND chunks_done >= chunks_total",
-                ExpressionAttributeNames={"#s": "status", "#error": "error"},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error_:
-            if _conditional_failed(error_):
-                return False
-            raise
-        return True
+        return self._update_if(
+            {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+            UpdateExpression=f"SET {', '.join(assignments)} REMOVE lease_until" + ("" if error else ", #error"),
+            ConditionExpression="#s IN (:sending, :retrying) AND chunks_done >= chunks_total",
+            ExpressionAttributeNames={"#s": "status", "#error": "error"},
+            ExpressionAttributeValues=values,
+        )
 
     # --- scheduling -------------------------------------------------------------------------------------
 
