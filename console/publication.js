@@ -84,7 +84,9 @@ export async function publicationView(id) {
   }
 
   function moving(shown) {
-    return shown.status === "publishing" || Object.values(shown.deliveries).some((d) => IN_FLIGHT.has(d.status));
+    const statuses = Object.values(shown.deliveries).map((delivery) => delivery.status);
+    const retracting = shown.status === "retracted" && statuses.includes("sent");
+    return shown.status === "publishing" || retracting || statuses.some((status) => IN_FLIGHT.has(status));
   }
 
   function poll() {

@@ -140,6 +140,13 @@ def test_write_preview_publish_and_watch_every_channel_turn_sent(
     sent = api.get(f"/v1/publications/{publication_id}").json()
     assert sent["overrides"]["mastodon"]["text"].endswith("#travaux")
     assert sent["media"] == [{"url": stack.sandbox.demo_photo_url(), "alt": PHOTO_ALT, "kind": "image"}]
+    # Retracted everywhere the network allows it, after a confirmation.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Retirer partout").click()
+    expect(page.locator(".facts .badge")).to_have_text("Retirée")
+    expect(page.locator('tr[data-channel="mastodon"]')).to_have_attribute("data-status", "retracted", timeout=30_000)
+    expect(page.locator('tr[data-channel="instagram"]')).to_have_attribute("data-status", "retract_unsupported")
+    screenshot(page, "retracted")
     # The draft is gone once published.
     page.get_by_role("link", name="Écrire une autre publication").click()
     expect(page.get_by_label("Titre", exact=True)).to_have_value("")
