@@ -497,6 +497,23 @@ def test_nobody_reached_is_a_failed_delivery_with_the_reason(
     assert billed(table, insee) == 0
 
 
+def test_a_channel_removed_during_the_fan_out_fails_the_rest_with_the_reason(
+    gateway: Gateway, sandbox: Sandbox, stack: Stack, table: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(WebpushChannel, "chunk_size", 2)
+    insee, _ = webpush_commune(gateway, sandbox, table, 3)
+    publication_id = publish(gateway, insee)
+    stack.deliver("webpush")
+    chunks = sorted(queued(stack, publication_id), key=lambda message: Stack.fanout_message(message).chunk or 0)
+    assert stack.run_deliver("webpush", chunks[:1]) == []
+    assert gateway.call("DELETE", "/v1/channels/webpush", insee).status == 204
+    assert stack.run_deliver("webpush", chunks[1:]) == []
+    assert len(reached(sandbox)) == 2
+    shown, delivery = delivery_of(gateway, insee, publication_id)
+    assert (delivery["status"], delivery["recipients"]) == ("sent", {"total": 3, "sent": 2, "failed": 1})
+    assert shown["status"] == "published"
+
+
 def test_a_duplicate_chunk_message_sends_and_counts_nothing_twice(
     gateway: Gateway, sandbox: Sandbox, stack: Stack, table: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

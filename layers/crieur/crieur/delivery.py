@@ -268,7 +268,9 @@ class DeliveryWorker:
                 sent = adapter.send_chunk(adapter.render(publication), pending)
         except NotBefore:
             raise  # nothing failed: the chunk waits (deliver_chunk)
-        except PermanentChannelError as permanent:  # SkipDelivery too: nobody of this chunk can be reached
+        except SkipDelivery as skip:  # the channel was removed or disabled since the plan
+            return [RecipientOutcome(recipient, "refused", detail=_short(skip)) for recipient in pending]
+        except PermanentChannelError as permanent:  # nobody of this chunk can be reached
             notices.extend(self._note_reconnect(commune, permanent, publication_id))
             return [RecipientOutcome(recipient, "refused", detail=_short(permanent)) for recipient in pending]
         except Exception as failure:
@@ -399,7 +401,7 @@ def _error(code: str, message: str, provider_message: str | None) -> DeliveryErr
 
 
 def _short(error: ChannelError) -> str:
-    return f"{error.code}: {error.message}"[:200]
+    return error.message[:200]
 
 
 def _count(number: int) -> str:
