@@ -88,7 +88,7 @@ function loginView() {
 
 document.getElementById("logout").addEventListener("click", () => {
   session.close();
-  location.hash = "";
+  history.replaceState(null, "", location.pathname);
   route();
 });
 window.addEventListener("hashchange", route);

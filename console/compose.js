@@ -114,7 +114,8 @@ export async function composeView() {
     const render = () =>
       container.replaceChildren(
         ...list.map((row, index) => {
-          const remove = h("button", { type: "button", class: "secondary" }, "Retirer");
+          const what = kind === "links" ? `le lien ${index + 1}` : `le média ${index + 1}`;
+          const remove = h("button", { type: "button", class: "secondary", "aria-label": `Retirer ${what}` }, "Retirer");
           remove.addEventListener("click", () => {
             list.splice(index, 1);
             save();

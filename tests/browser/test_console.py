@@ -79,6 +79,9 @@ def test_the_key_is_asked_once_and_never_put_in_the_address(
     assert stack.demo_api_key not in (page.evaluate("JSON.stringify(localStorage)") or "")
     page.reload()  # the tab keeps it
     expect(page.get_by_role("heading", level=1)).to_have_text("Écrire une publication")
+    page.get_by_role("button", name="Se déconnecter").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Se connecter")
+    assert page.evaluate("sessionStorage.getItem('crieur.key')") is None
 
 
 def test_write_preview_publish_and_watch_every_channel_turn_sent(
