@@ -401,7 +401,7 @@ def _error(code: str, message: str, provider_message: str | None) -> DeliveryErr
 
 
 def _short(error: ChannelError) -> str:
-    return error.message[:200]
+    return f"{error.code}: {error.message}"[:200]
 
 
 def _count(number: int) -> str:
