@@ -220,6 +220,14 @@ def test_bad_input_is_shown_next_to_its_field_and_the_draft_survives(
     expect(page.locator(".summary")).to_contain_text("Connexion perdue")
     page.context.set_offline(False)
     expect(page.get_by_label("Texte", exact=True)).to_have_value("Concerts place de la Mairie à partir de 18 h.")
+    # Nor does a 5xx: the message says so, and the draft stays in this browser.
+    page.route(
+        "**/v1/publications", lambda route: route.fulfill(status=503, content_type="application/json", body="{}")
+    )
+    page.get_by_role("button", name="Publier maintenant").click()
+    expect(page.locator(".summary")).to_contain_text("Service indisponible")
+    page.unroute("**/v1/publications")
+    assert "Fête de la musique" in page.evaluate("localStorage.getItem('crieur.draft')")
     screenshot(page, "offline")
 
 
