@@ -295,8 +295,16 @@ def test_categories_filter(gateway: Gateway, sandbox: Sandbox, table: Store) -> 
 
 
 def test_one_vapid_token_per_push_service_serves_a_whole_chunk(
-    gateway: Gateway, sandbox: Sandbox, table: Store
+    gateway: Gateway, sandbox: Sandbox, table: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    signed: list[str] = []
+
+    def vapid_authorization(*args: Any) -> str:
+        signed.append(webpush.origin(args[1]))
+        return real(*args)
+
+    real = webpush.vapid_authorization
+    monkeypatch.setattr(webpush, "vapid_authorization", vapid_authorization)
     insee = gateway.new_commune()
     for _ in range(3):
         subscribe(gateway, insee, imitated(sandbox).new_subscription())
@@ -328,6 +336,7 @@ def test_one_vapid_token_per_push_service_serves_a_whole_chunk(
         by_host.setdefault(host, set()).add(authorization)
     assert sorted(len(tokens) for tokens in by_host.values()) == [1, 1]
     assert len(set().union(*by_host.values())) == 2  # each service has its own audience (aud)
+    assert len(signed) == len(set(signed)) == 2  # one signature per push service and chunk
 
 
 def test_the_imitation_checks_vapid(sandbox: Sandbox) -> None:

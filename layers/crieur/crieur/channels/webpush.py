@@ -383,11 +383,10 @@ class WebpushChannel(AudienceChannel[WebpushSettings, WebpushCredentials]):
         }
         now = time.time()
         # One VAPID token per push service (its origin) serves the whole chunk: 12 h of validity.
+        services = {origin(subscription.endpoint): subscription.endpoint for subscription in subscriptions}
         authorizations = {
-            origin(subscription.endpoint): vapid_authorization(
-                key, subscription.endpoint, self.settings.vapid_subject, now
-            )
-            for subscription in subscriptions
+            service: vapid_authorization(key, endpoint, self.settings.vapid_subject, now)
+            for service, endpoint in services.items()
         }
         outcomes: list[RecipientOutcome] = []
         if subscriptions:
