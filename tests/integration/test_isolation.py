@@ -183,3 +183,29 @@ def test_a_cursor_of_b_lists_nothing_of_b(gateway: Gateway, communes: tuple[str,
     assert crossed.status in (200, 422), crossed.body
     if crossed.status == 200:
         assert crossed.json["items"] == []
+
+
+def test_every_guarded_operation_refuses_a_missing_wrong_or_revoked_key(
+    gateway: Gateway, communes: tuple[str, str, dict[str, str]]
+) -> None:
+    a, _, ids = communes
+    revoked = gateway.communes.create_key(a).key
+    gateway.communes.revoke_key(a, revoked)
+    document = gateway.call("GET", "/v1/openapi.json", None).json
+    checked = 0
+    for template, item in document["paths"].items():
+        for method, operation in item.items():
+            if operation.get("security") == [{}]:
+                continue
+            path = template
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    path = path.replace("{" + parameter["name"] + "}", ids[parameter["name"]])
+            body = BODIES.get((method.upper(), template))
+            assert gateway.call(method.upper(), path, None, body).status == 401, (method, path)  # no header
+            for key in ("crieur_not-a-key", revoked):
+                answer = gateway.call(method.upper(), path, None, body, headers={"authorization": f"Bearer {key}"})
+                assert answer.status == 401, (method, path, answer.body)
+                assert answer.json["title"] == "Clé d'API manquante ou invalide"
+            checked += 1
+    assert checked >= 20
