@@ -324,7 +324,7 @@ def test_a_sender_ses_does_not_know_fails_the_delivery_with_a_reason(
     deliver_all(stack, "email")
     delivery = shown(gateway, commune, created["id"])["deliveries"]["email"]
     assert delivery["status"] == "failed"
-    assert "rejected" in json.dumps(delivery)
+    assert "rejected" in json.dumps(delivery), delivery
 
 
 def test_nobody_subscribed_skips_the_channel(gateway: Gateway, box: Sandbox, commune: str, stack: Stack) -> None:
@@ -407,7 +407,7 @@ def test_a_hard_bounce_unsubscribes_the_address(
         "bounce": {"bounceType": "Permanent", "bouncedRecipients": [{"emailAddress": address}]},
         "mail": {"destination": [address], "messageId": "0107"},
     }
-    handler = functions.by_logical_id("SesEventsFunction")
+    handler = functions.by_logical_id("OptOutsFunction")
     assert functions.invoke(handler.name, sns_event(bounce, "EmailEventsTopic")) == {"removed": 1}
     assert subscribers.audience(commune, "email", "news") == []
 
@@ -425,6 +425,6 @@ def test_a_stop_reply_unsubscribes_the_number(
         "inboundMessageId": "cae173d2-66b9-564c-8309-21f858e9fb84",
         "previousPublishedMessageId": "wJ0ZLpmSMd9O6PNb8CnY6zrG7S9x8n3mvtdcH7d4eDcb",
     }
-    handler = functions.by_logical_id("SmsInboundFunction")
+    handler = functions.by_logical_id("OptOutsFunction")
     assert functions.invoke(handler.name, sns_event(reply, "SmsInboundTopic")) == {"removed": 1}
     assert subscribers.audience(commune, "sms", "news") == []

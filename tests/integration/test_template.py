@@ -387,16 +387,13 @@ def test_bounces_complaints_and_stop_replies_reach_their_functions(main: dict[st
     assert destination["EventDestination"]["Enabled"] is True
     assert sorted(destination["EventDestination"]["MatchingEventTypes"]) == ["bounce", "complaint"]
     assert destination["EventDestination"]["SnsDestination"] == {"TopicARN": {"Ref": "EmailEventsTopic"}}
-    for function, topic, service, code in (
-        ("SesEventsFunction", "EmailEventsTopic", "ses.amazonaws.com", "functions/ses_events/"),
-        ("SmsInboundFunction", "SmsInboundTopic", "sms-voice.amazonaws.com", "functions/sms_inbound/"),
-    ):
-        props = resources[function]["Properties"]
-        assert props["CodeUri"] == code
-        ((_, event),) = props["Events"].items()
-        assert event == {"Type": "SNS", "Properties": {"Topic": {"Ref": topic}}}
-        lookup = {"CRIEUR_LOOKUP_KEY_ID": {"Fn::GetAtt": ["SubscriberLookupKey", "Arn"]}}
-        assert props["Environment"]["Variables"] == lookup
+    props = resources["OptOutsFunction"]["Properties"]
+    assert props["CodeUri"] == "functions/optouts/"
+    assert props["Environment"]["Variables"] == {"CRIEUR_LOOKUP_KEY_ID": {"Fn::GetAtt": ["SubscriberLookupKey", "Arn"]}}
+    topics = {event["Properties"]["Topic"]["Ref"] for event in props["Events"].values()}
+    assert {event["Type"] for event in props["Events"].values()} == {"SNS"}
+    assert topics == {"EmailEventsTopic", "SmsInboundTopic"}
+    for topic, service in (("EmailEventsTopic", "ses.amazonaws.com"), ("SmsInboundTopic", "sms-voice.amazonaws.com")):
         (statement,) = resources[f"{topic}Policy"]["Properties"]["PolicyDocument"]["Statement"]
         assert statement["Principal"] == {"Service": service}
         assert statement["Action"] == "sns:Publish"
@@ -475,12 +472,11 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "ReleaseFunction",
         "WeatherFunction",
         "EventsFunction",
-        "SesEventsFunction",
-        "SmsInboundFunction",
+        "OptOutsFunction",
     }
     assert _actions(main_stmts["AuthorizerFunction"]) == {"dynamodb:GetItem"}
-    for name in ("SesEventsFunction", "SmsInboundFunction"):  # find an address's subscriptions, erase them
-        assert _actions(main_stmts[name]) == {"dynamodb:Query", "dynamodb:DeleteItem", "kms:GenerateMac"}, name
+    # Finds an address's subscriptions by its keyed hash, and erases them.
+    assert _actions(main_stmts["OptOutsFunction"]) == {"dynamodb:Query", "dynamodb:DeleteItem", "kms:GenerateMac"}
     api = _actions(main_stmts["ApiFunction"])
     assert api == {
         "dynamodb:GetItem",
@@ -711,8 +707,8 @@ def test_main_template_translates(main: dict[str, Any]) -> None:
     assert not [r for r in cfn["Resources"].values() if r["Type"].startswith("AWS::Serverless::")]
 
     functions = _of_type(cfn, "AWS::Lambda::Function")
-    # authorizer, api, release, weather, events, ses events, sms replies (deliver: in the channel stacks)
-    assert len(functions) == 7
+    # authorizer, api, release, weather, events, opt-outs (deliver: in the channel stacks)
+    assert len(functions) == 6
     for fn in functions:
         assert fn["Properties"]["Runtime"] == "python3.13"
         assert fn["Properties"]["Architectures"] == ["arm64"]

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from crieur.optouts import Removal, apply, ses_removals, sms_removals
+from crieur.optouts import Removal, apply, removals_in, ses_removals, sms_removals
 
 MAIL = {
     "timestamp": "2026-11-27T08:00:00.000Z",
@@ -137,3 +137,9 @@ def test_apply_counts_the_subscriptions_removed() -> None:
     removals = ses_removals(bounce("Permanent", "a@example.org")) + sms_removals(inbound("STOP"))
     assert apply(cast("Any", fake), removals) == 4
     assert fake.removed == [("email", "a@example.org", "bounce"), ("sms", "+33612345678", "stop")]
+
+
+def test_one_reader_for_both_topics() -> None:
+    assert removals_in(bounce("Permanent", "a@example.org")) == [Removal("email", "a@example.org", "bounce")]
+    assert removals_in(inbound("STOP")) == [Removal("sms", "+33612345678", "stop")]
+    assert removals_in(inbound("Merci", keyword="")) == []

@@ -235,3 +235,14 @@ def test_compose_keeps_the_title_when_nothing_else_fits() -> None:
     sms, condensed = compose_sms(pub, allow_shaping=False)
     assert sms.text == "Î" * 140
     assert condensed
+
+
+def test_the_preview_says_when_a_non_urgent_sms_will_go_out(http: httpx.Client) -> None:
+    adapter = channel(http)
+    adapter.clock = lambda: datetime(2026, 11, 28, 22, 30, tzinfo=UTC)  # Saturday 23:30 in Paris
+    quiet = (
+        "Heures légales de silence : ces SMS partiront le lundi 30 novembre à 8 h (une alerte partirait à toute heure)."
+    )
+    assert quiet in adapter.render(publication()).warnings
+    assert not any("silence" in warning for warning in adapter.render(publication(category="alert")).warnings)
+    assert not any("silence" in warning for warning in channel(http).render(publication()).warnings)  # Friday noon

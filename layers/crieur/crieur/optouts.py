@@ -87,6 +87,11 @@ def sms_removals(message: str) -> list[Removal]:
     return [Removal("sms", number, "stop")]
 
 
+def removals_in(message: str) -> list[Removal]:
+    """What one SNS message asks, whichever topic it came from (an SES event, or a reply to an SMS)."""
+    return ses_removals(message) or sms_removals(message)
+
+
 def apply(subscribers: Subscribers, removals: list[Removal]) -> int:
     """Unsubscribes each address; answers how many subscriptions were removed."""
     return sum(subscribers.remove_address(item.medium, item.address, item.reason) for item in removals)

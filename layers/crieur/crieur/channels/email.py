@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field, field_validator
 
 from crieur.channels.base import (
-    AudienceChannel,
     ChannelCheck,
     ChannelCredentials,
     ChannelSettings,
@@ -35,13 +34,13 @@ from crieur.channels.base import (
     TransientChannelError,
 )
 from crieur.channels.pacing import Pace, share_of_rate, shared_pace
+from crieur.channels.residents import ResidentsChannel
 from crieur.models import Publication
 from crieur.quiet_hours import is_alert
 from crieur.render.text import nfc, url_spans
 
 if TYPE_CHECKING:
     from crieur.messaging import BulkDestination, EmailGateway
-    from crieur.subscribers import Subscribers
 
 TEMPLATE_NAME = "crieur-publication-v1"
 RATE_VARIABLE = "CRIEUR_SES_SENDS_PER_SECOND"
@@ -173,27 +172,19 @@ def footer(sender_name: str) -> str:
     return f"Vous recevez ce message car vous êtes abonné(e) aux informations de {sender_name}."
 
 
-class EmailChannel(AudienceChannel[EmailSettings, EmailCredentials]):
+class EmailChannel(ResidentsChannel[EmailSettings, EmailCredentials]):
     """One e-mail per confirmed subscriber of the publication's category; see the module docstring."""
 
     name: ClassVar = "email"
     label: ClassVar = "E-mail"
     settings_model: ClassVar = EmailSettings
     credentials_model: ClassVar = EmailCredentials
+    medium: ClassVar = "email"
     chunk_size: ClassVar[int] = 100
     """100 recipients (two SendBulkEmail calls) at 14 a second: about 7 s, well within the function's 30 s."""
 
-    subscribers: Subscribers | None = None
-    """The subscribers' store; the deployment's (crieur.config) unless set."""
     gateway: EmailGateway | None = None
     """Amazon SES v2; the stack's client unless set."""
-
-    def _subscribers(self) -> Subscribers:
-        if self.subscribers is None:
-            from crieur import config
-
-            self.subscribers = config.subscribers()
-        return self.subscribers
 
     def _gateway(self) -> EmailGateway:
         if self.gateway is None:
@@ -230,10 +221,6 @@ class EmailChannel(AudienceChannel[EmailSettings, EmailCredentials]):
                 "template_data": data,
             },
         )
-
-    def audience(self, rendered: RenderedPost) -> list[str]:
-        payload = rendered.payload
-        return self._subscribers().audience(str(payload["commune"]), "email", str(payload["category"]))
 
     def send_chunk(self, rendered: RenderedPost, recipients: list[str]) -> list[RecipientOutcome]:
         from crieur.messaging import BulkDestination, unsubscribe_headers

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 from pydantic import Field, field_validator
 
 from crieur.channels.base import (
-    AudienceChannel,
     ChannelCheck,
     ChannelCredentials,
     ChannelSettings,
@@ -38,6 +37,7 @@ from crieur.channels.base import (
     TransientChannelError,
 )
 from crieur.channels.pacing import Pace, share_of_rate, shared_pace
+from crieur.channels.residents import ResidentsChannel
 from crieur.models import Publication, utc_now
 from crieur.quiet_hours import describe, is_alert, is_quiet, next_allowed
 from crieur.render.sms import (
@@ -53,7 +53,6 @@ from crieur.render.text import nfc, truncate, url_spans
 
 if TYPE_CHECKING:
     from crieur.messaging import SmsGateway
-    from crieur.subscribers import Subscribers
 
 COMPOSED_PARTS = 2
 """Parts a text composed from the title and body may take (an override may take up to MAX_SMS_PARTS)."""
@@ -197,29 +196,21 @@ def _warnings(sms: SmsText, condensed: bool, allow_shaping: bool) -> list[str]:
     return warnings
 
 
-class SmsChannel(AudienceChannel[SmsSettings, SmsCredentials]):
+class SmsChannel(ResidentsChannel[SmsSettings, SmsCredentials]):
     """One SMS per confirmed subscriber of the publication's category; see the module docstring."""
 
     name: ClassVar = "sms"
     label: ClassVar = "SMS"
     settings_model: ClassVar = SmsSettings
     credentials_model: ClassVar = SmsCredentials
+    medium: ClassVar = "sms"
     chunk_size: ClassVar[int] = 40
     """40 recipients of up to 6 parts at half the account's 20 parts a second (two invocations share it): 24 s at
     worst, within the deliver function's 30 s (tests/integration/test_template.py checks it)."""
 
-    subscribers: Subscribers | None = None
-    """The subscribers' store; the deployment's (crieur.config) unless set."""
     gateway: SmsGateway | None = None
     """End User Messaging; the stack's client unless set."""
     clock = staticmethod(utc_now)
-
-    def _subscribers(self) -> Subscribers:
-        if self.subscribers is None:
-            from crieur import config
-
-            self.subscribers = config.subscribers()
-        return self.subscribers
 
     def _gateway(self) -> SmsGateway:
         if self.gateway is None:
@@ -240,15 +231,22 @@ class SmsChannel(AudienceChannel[SmsSettings, SmsCredentials]):
         allow = self.settings.allow_gsm7_shaping
         sms, condensed = compose_sms(publication, allow)
         alert = is_alert(publication)
+        now = self.clock()
         ttl = DEFAULT_TTL_SECONDS
         if publication.expires_at is not None:
-            left = int((publication.expires_at - self.clock()).total_seconds())
+            left = int((publication.expires_at - now).total_seconds())
             ttl = max(MIN_TTL_SECONDS, min(left, MAX_TTL_SECONDS))
+        warnings = _warnings(sms, condensed, allow)
+        if not alert and is_quiet(now):
+            warnings.append(
+                f"Heures légales de silence : ces SMS partiront {describe(next_allowed(now))} "
+                "(une alerte partirait à toute heure)."
+            )
         return RenderedPost(
             text=sms.text,
             length=sms.length,
             limit=_capacity(sms.encoding, MAX_SMS_PARTS),
-            warnings=_warnings(sms, condensed, allow),
+            warnings=warnings,
             encoding=sms.encoding,
             parts=sms.parts,
             parts_without_shaping=sms.parts_without_shaping,
@@ -263,10 +261,6 @@ class SmsChannel(AudienceChannel[SmsSettings, SmsCredentials]):
         )
 
     # --- sending --------------------------------------------------------------------------------------------
-
-    def audience(self, rendered: RenderedPost) -> list[str]:
-        payload = rendered.payload
-        return self._subscribers().audience(str(payload["commune"]), "sms", str(payload["category"]))
 
     def not_before(self, rendered: RenderedPost) -> datetime | None:
         """When a non-urgent SMS may go out, if not now (UTC); None for alerts and allowed moments."""
