@@ -91,5 +91,10 @@ document.getElementById("logout").addEventListener("click", () => {
   history.replaceState(null, "", location.pathname);
   route();
 });
+// The skip link moves the focus without touching the address (the views live after the #).
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  document.getElementById("main").focus();
+});
 window.addEventListener("hashchange", route);
 route();

@@ -113,12 +113,15 @@ export const format = {
   },
 };
 
-// The page's heading gets the focus on every view change, so screen readers start there.
+// The page's heading gets the focus on every view change (not on the first, where Tab meets the skip link
+// first), so screen readers start there.
+let first = true;
 export function view(title, ...children) {
   const heading = h("h1", { tabindex: "-1" }, title);
   document.title = `${title} · Crieur`;
   const main = document.getElementById("main");
   main.replaceChildren(heading, ...children);
-  heading.focus();
+  if (!first) heading.focus();
+  first = false;
   return main;
 }

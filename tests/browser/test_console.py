@@ -59,8 +59,9 @@ def test_the_key_is_asked_once_and_never_put_in_the_address(
     expect(page).to_have_url(f"{stack.api_url}/console/")
     expect(page.get_by_role("heading", level=1)).to_have_text("Se connecter")
     assert axe_violations(page) == []
-    # Keyboard only: the heading has the focus, Tab goes to the field, type, Enter.
-    expect(page.get_by_role("heading", level=1)).to_be_focused()
+    # Keyboard only: Tab goes to the skip link, then to the field; type, Enter.
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Aller au contenu")).to_be_focused()
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.name") == "key"
     page.keyboard.type("crieur_pas_la_bonne_cle")
@@ -285,3 +286,29 @@ def test_the_console_files_are_served_locked_down_and_revalidated(stack: LocalSt
     assert again.content == b""
     for missing in ("nothing.js", "index.json", ".hidden.js", "app.py"):
         assert httpx.get(f"{stack.api_url}/console/{missing}").status_code == 404, missing
+
+
+def test_the_form_is_usable_with_the_keyboard_alone(console: Page) -> None:
+    """From the heading, Tab visits every control in reading order, each with a visible focus ring, up to
+    the publish button; the skip link leads to the content."""
+    page = console
+    seen: list[str] = []
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            """() => { const element = document.activeElement; const style = getComputedStyle(element);
+                return {name: element.textContent.trim() || element.name || element.id,
+                        visible: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2}; }"""
+        )
+        assert focused["visible"], f"no visible focus on {focused['name']}"
+        seen.append(focused["name"])
+        if focused["name"] == "Publier maintenant":
+            break
+    assert seen[:2] == ["title", "body"]
+    assert "Publier maintenant" in seen
+    page.reload()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Aller au contenu")).to_be_focused()
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    assert page.url.endswith("#/ecrire")
