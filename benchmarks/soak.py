@@ -1,4 +1,5 @@
-"""`make soak`: 1,000 publications over 6 channels through the local stack while everything goes wrong.
+"""`make soak`: 1,000 publications from 10 communes over 6 channels through the local stack while everything
+goes wrong.
 
 The sandbox answers 20 % of the channels' write requests 5xx, holds 5 % past the client's timeout (then
 creates the post anyway, as a slow provider does), and starts bursts of 429; deliver workers are killed
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
     parser.add_argument("--burst-rate", type=float, default=0.01)
     parser.add_argument("--crash-rate", type=float, default=0.02, help="per post accepted by a provider")
     parser.add_argument("--senders", type=int, default=4, help="concurrent publishers")
+    parser.add_argument(
+        "--communes", type=int, default=10, help="communes sharing the publications (each its own partition)"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--log", help="write the stack's logs to this file")
     args = parser.parse_args(argv)
@@ -242,15 +246,15 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
             burst_rate=args.burst_rate,
             seed=args.seed,
         )
+        keys = {stack.demo_insee: stack.demo_api_key, **_more_communes(stack, args.communes - 1)}
         stack.sandbox.set_chaos(chaos)
-        _say(f"soak {run}: publishing {args.publications} publications on {', '.join(CHANNELS)}")
-
+        _say(f"soak {run}: {args.publications} publications from {len(keys)} communes on {', '.join(CHANNELS)}")
+        communes = list(keys)
         ids: dict[str, str] = {}
+        owner: dict[str, str] = {}
         refused: list[str] = []
         lock = threading.Lock()
-        client = httpx.Client(
-            base_url=stack.api_url, headers={"Authorization": f"Bearer {stack.demo_api_key}"}, timeout=60
-        )
+        client = httpx.Client(base_url=stack.api_url, timeout=60)
 
         def publish(number: int) -> None:
             token = f"{number:04d}"
@@ -259,16 +263,17 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
                 "body": f"Coupure d'eau rue de la Mairie, avis numéro {number}. Merci de votre compréhension.",
                 "channels": list(CHANNELS),
             }
+            commune = communes[number % len(communes)]
+            headers = {"Idempotency-Key": f"soak-{run}-{token}", "Authorization": f"Bearer {keys[commune]}"}
             for _attempt in range(3):
                 try:
-                    answer = client.post(
-                        "/v1/publications", json=body, headers={"Idempotency-Key": f"soak-{run}-{token}"}
-                    )
+                    answer = client.post("/v1/publications", json=body, headers=headers)
                 except httpx.HTTPError:
                     continue
                 if answer.status_code == 201:
                     with lock:
                         ids[token] = answer.json()["id"]
+                        owner[answer.json()["id"]] = commune
                     return
             with lock:
                 refused.append(token)
@@ -281,20 +286,22 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
                 f"crashes {console.crashes}"
             )
 
-        with ThreadPoolExecutor(max_workers=args.senders) as senders:
+        senders = ThreadPoolExecutor(max_workers=args.senders)
+        try:
             futures = [senders.submit(publish, number) for number in range(args.publications)]
             while not all(future.done() for future in futures):
                 time.sleep(5)
                 progress()
+        finally:
+            senders.shutdown(cancel_futures=True)  # on a TERM too: the publications not sent yet are dropped
         client.close()
 
         store = Store(stack.outputs["TableName"])
-        commune = stack.demo_insee
         pending = set(ids.values())
         states: dict[str, tuple[str, dict[str, str]]] = {}
         while pending and time.monotonic() < deadline:
             for publication_id in list(pending):
-                publication = store.get_publication(commune, publication_id)
+                publication = store.get_publication(owner[publication_id], publication_id)
                 if publication is None:
                     continue
                 state = (publication.status, {name: d.status for name, d in publication.deliveries.items()})
@@ -313,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         posts = accepted_posts(stack.sandbox.received(), by_token, run)
         months = {billing_month(utc_now())}
         billed: Counter[Pair] = Counter()
-        for month in months:
+        for commune, month in ((commune, month) for commune in communes for month in months):
             for line in store.usage_lines(commune, month):
                 if line.get("channel") in CHANNELS and line.get("publication_id") in states:
                     billed[(str(line["publication_id"]), str(line["channel"]))] += 1
@@ -333,6 +340,47 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
     finally:
         stack.stop()
         console.close()
+
+
+def _more_communes(stack: Any, count: int) -> dict[str, str]:
+    """`count` more communes (INSEE → API key) with the soak's channels, on the sandbox as the demo's are."""
+    import secrets
+
+    import httpx
+
+    from crieur.communes import CommuneService
+    from crieur.store import Store
+
+    communes = CommuneService(Store(stack.outputs["TableName"]))
+    token = secrets.token_urlsafe(32)
+    stack.sandbox.register_mastodon_token(token)
+    bodies: dict[str, dict[str, Any]] = {
+        "webhook": {
+            "enabled": True,
+            "settings": {"url": stack.sandbox.webhook_url("demo")},
+            "credentials": {"secret": stack.webhook_secret},
+        },
+        "mastodon": {
+            "enabled": True,
+            "settings": {"instance_url": stack.sandbox.mastodon_url()},
+            "credentials": {"access_token": token},
+        },
+    }
+    for imitation in stack.sandbox.imitations.values():
+        body = imitation.demo_channel()
+        if body is not None:
+            bodies[imitation.channel] = body
+    keys = {}
+    for number in range(count):
+        insee = f"35{number + 1:03d}"
+        communes.create_commune(insee, f"Commune d'essai {number + 1}")
+        keys[insee] = communes.create_key(insee).key
+        with httpx.Client(base_url=stack.api_url, headers={"Authorization": f"Bearer {keys[insee]}"}) as client:
+            for channel in CHANNELS:
+                answer = client.put(f"/v1/channels/{channel}", json=bodies[channel], timeout=60)
+                if answer.status_code != 200:
+                    raise RuntimeError(f"{insee} {channel}: {answer.status_code} {answer.text}")
+    return keys
 
 
 def _sqs(stack: Any) -> Any:
