@@ -69,7 +69,8 @@ e2e: $(VENV)/.installed
 	$(PY) -m pytest tests/e2e
 
 chromium:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
 $(AXE): tests/browser/package-lock.json
 	cd tests/browser && npm ci --no-audit --no-fund
