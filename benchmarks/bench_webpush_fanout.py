@@ -49,6 +49,8 @@ INVOCATIONS = 5
 BUDGET_SECONDS = 60.0
 """Issue 4: 10,000 subscribers take seconds, not minutes (on this machine: 2 shared cores, sender and imitation)."""
 COMMUNE = "35238"
+RECEIVES = 5
+"""A chunk message's receives (infra/channel.yaml maxReceiveCount): its recipients to retry go again on the next."""
 LATENCY_SECONDS = 0.02
 """A push service's answer time from a Lambda in Paris (FCM, Mozilla, Apple: tens of milliseconds)."""
 SAMPLE = min(SUBSCRIBERS, 500)
@@ -94,13 +96,21 @@ def channel(demo: dict[str, Any], subscriptions: list[Subscription]) -> WebpushC
 
 
 def invocation(demo: dict[str, Any], chunks: list[list[Subscription]]) -> dict[str, int]:
-    """One deliver invocation handed these chunk messages: render, then `send_chunk` each chunk in turn."""
+    """One deliver invocation handed these chunk messages: render, then `send_chunk` each chunk in turn; the
+    recipients a chunk must retry are sent again at once, as the chunk's next receive would (`retried`)."""
     adapter = channel(demo, [subscription for chunk in chunks for subscription in chunk])
     results: dict[str, int] = {}
     for chunk in chunks:
         rendered = adapter.render(publication())
-        for outcome in adapter.send_chunk(rendered, [subscription.id for subscription in chunk]):
-            results[outcome.result] = results.get(outcome.result, 0) + 1
+        pending = [subscription.id for subscription in chunk]
+        for receive in range(1, RECEIVES + 1):
+            outcomes = adapter.send_chunk(rendered, pending)
+            pending = [outcome.recipient for outcome in outcomes if outcome.result == "retry"]
+            for outcome in outcomes:
+                result = "retried" if outcome.result == "retry" and receive < RECEIVES else outcome.result
+                results[result] = results.get(result, 0) + 1
+            if not pending:
+                break
     adapter.http.close()
     return results
 
@@ -169,7 +179,8 @@ def run() -> list[Row]:
             list(pool.map(warm, range(INVOCATIONS * 2)))
             loopback = timed(pool, [(demo, share) for share in shares], invocation)
             loopback_sequential = timed(pool, [(demo, subscriptions)], one_by_one)
-            sandbox.inject_fault("webpush", delay_seconds=LATENCY_SECONDS, count=SUBSCRIBERS + SAMPLE)
+            # Every answer from now on (retries included) waits LATENCY_SECONDS.
+            sandbox.inject_fault("webpush", delay_seconds=LATENCY_SECONDS, count=2 * (SUBSCRIBERS + SAMPLE))
             latency = timed(pool, [(demo, share) for share in shares], invocation)
             latency_sample = timed(pool, [(demo, subscriptions[:SAMPLE])], one_by_one)
         shown = len(imitation.received())
@@ -183,7 +194,7 @@ def run() -> list[Row]:
         row(NAME, "parallel invocations", INVOCATIONS, "invocations"),
         *scenario("loopback", loopback, loopback_sequential, SUBSCRIBERS),
         *scenario(f"{ms} answers", latency, latency_sequential, SAMPLE, sampled=True),
-        row(NAME, "decrypted by the imitation", shown, "notifications", ok=shown == 3 * SUBSCRIBERS + SAMPLE),
+        row(NAME, "decrypted by the imitation", shown, "notifications", ok=shown >= 3 * SUBSCRIBERS + SAMPLE),
     ]
 
 
@@ -212,6 +223,7 @@ def scenario(
             ok=chunked_seconds <= BUDGET_SECONDS,
         ),
         row(NAME, f"{label}: chunked, throughput", round(delivered / chunked_seconds), "notifications/s"),
+        row(NAME, f"{label}: chunked, sent again (retried)", chunked_results.get("retried", 0), "notifications"),
         row(NAME, f"{label}: sequential, delivered", reached, "notifications", ok=reached == sequential_pushes),
         row(NAME, f"{label}: sequential, time ({how})", round(sequential_seconds, 2), "s"),
         row(NAME, f"{label}: chunked speed-up over sequential", round(sequential_seconds / chunked_seconds, 2), "x"),
