@@ -204,3 +204,36 @@ def test_regression_a_link_longer_than_the_body_budget_is_dropped_not_cut() -> N
     ]
     assert links
     assert set(links) <= source_urls(publication)
+
+
+# --- SMS as the channel composes it (crieur.channels.sms) ---------------------------------------------------
+
+
+@PROPERTIES
+@given(publications(), st.booleans())
+def test_a_composed_sms_keeps_to_its_parts_and_its_encoding_says_the_truth(
+    publication: Publication, allow_shaping: bool
+) -> None:
+    from crieur.channels.sms import COMPOSED_PARTS, compose_sms, parts_problem
+    from crieur.render.sms import MAX_SMS_PARTS
+
+    sms, _ = compose_sms(publication, allow_shaping)
+    title_alone = shape_sms(nfc(publication.title).strip(), allow_shaping).parts
+    assert sms.parts <= max(COMPOSED_PARTS, title_alone)
+    assert (sms.encoding == "GSM-7") == (gsm7_septets(sms.text) is not None)
+    if allow_shaping and all(char in GSM_DEFAULT or char in GSM_EXTENSION for char in shape_sms(sms.text).text):
+        assert sms.encoding == "GSM-7"
+    assert (parts_problem(sms) is None) == (sms.parts <= MAX_SMS_PARTS)
+
+
+@PROPERTIES
+@given(st.one_of(FRENCH, st.text(max_size=1200)), st.booleans())
+def test_an_sms_override_is_accepted_only_within_six_parts(text: str, allow_shaping: bool) -> None:
+    from crieur.channels.sms import parts_problem
+    from crieur.render.sms import MAX_SMS_PARTS
+
+    sms = shape_sms(text, allow_shaping)
+    problem = parts_problem(sms)
+    assert (problem is None) == (sms.parts <= MAX_SMS_PARTS)
+    if problem is not None:
+        assert str(sms.parts) in problem
