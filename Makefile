@@ -20,6 +20,7 @@ help:
 	@echo "make run    start Crieur locally (moto, API on 127.0.0.1:3000, workers, sandbox)"
 	@echo "make test   lint, type-check, cfn-lint, sam build and every test"
 	@echo "make build  sam build (no Docker needed)"
+	@echo "make browser  the browser tests alone: the console and the widget in Chromium, audited by axe-core"
 	@echo "make bench  benchmarks: cold start, AWS calls, latency, fan-out, cost (table + benchmarks/results/latest.json)"
 	@echo "make soak   1,000 publications through the local stack under injected faults (about 10 minutes)"
 	@echo "make deploy sam build && sam deploy --guided, then the console's files (make console-upload STACK=name)"
