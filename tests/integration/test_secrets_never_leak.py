@@ -14,7 +14,11 @@ import pytest
 import respx
 
 from crieur.security import webhook_headers
+from infra.local.imitations.email import DEMO_FROM
+from infra.local.sandbox import Sandbox
 from tests.integration.conftest import Gateway, Stack
+from tests.integration.test_sms_email_channels import box, daytime  # noqa: F401 - sandbox for SMS and e-mail
+from tests.integration.test_subscribers import last_code
 
 INSTANCE = "https://mastodon.example"
 HOOK = "https://site.example/hooks/crieur"
@@ -36,10 +40,11 @@ def providers(monkeypatch: pytest.MonkeyPatch) -> Iterator[respx.MockRouter]:
         yield router
 
 
-def test_no_secret_in_logs_errors_metrics_or_answers(
+def test_no_secret_in_logs_errors_metrics_or_answers(  # noqa: PLR0917 - fixtures
     gateway: Gateway,
     stack: Stack,
     providers: respx.MockRouter,
+    box: Sandbox,  # noqa: F811
     capfd: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -93,7 +98,22 @@ def test_no_secret_in_logs_errors_metrics_or_answers(
             "credentials": {"access_token": MASTODON_TOKEN, "email": EMAIL},
         },
     )
-    call("POST", "/public/" + insee + "/subscriptions", {"phone": PHONE, "email": EMAIL, "consent_version": "x"})
+    # A resident subscribes by SMS and e-mail, confirms, and receives a publication on both.
+    assert call("PUT", "/v1/channels/sms", {"enabled": True, "settings": {"sender_id": "MAIRIE"}}).status == 200
+    assert call("PUT", "/v1/channels/email", {"enabled": True, "settings": {"from_address": DEMO_FROM}}).status == 200
+    subscribed = call(
+        "POST", f"/public/{insee}/subscriptions", {"phone": PHONE, "email": EMAIL, "consent_version": "1"}
+    )
+    assert subscribed.status == 202, subscribed.body
+    code = last_code(box)
+    assert call("POST", f"/public/{insee}/subscriptions/confirm", {"phone": PHONE, "code": code}).status == 200
+    call("POST", f"/public/{insee}/subscriptions/confirm", {"phone": PHONE, "code": "000000"})
+    call("GET", "/v1/subscribers")
+    residents = call("POST", "/v1/publications", {"title": "Alerte", "body": "Crue.", "channels": ["sms", "email"]})
+    assert residents.status == 201, residents.body
+    for channel in ("sms", "email"):
+        stack.deliver(channel)
+    call("GET", f"/v1/publications/{residents.json['id']}")
 
     published = call(
         "POST",
@@ -139,6 +159,7 @@ def test_no_secret_in_logs_errors_metrics_or_answers(
         "rotated inbound secret": rotated["secret"],
         "event endpoint secret": endpoint["secret"],
         "phone number": PHONE,
+        "phone number as written": PHONE.replace("+33", "0"),
         "e-mail address": EMAIL,
     }
     assert '"_aws"' in out, "no EMF metrics captured: the scan would miss them"
