@@ -6,13 +6,14 @@ API → DynamoDB + SNS → per-channel SQS → deliver, with respx standing in f
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
 import respx
 
 from crieur import aws
+from crieur.models import ChannelName
 from crieur.security import api_key_id, hash_api_key
 from tests.integration.conftest import Gateway, Stack
 
@@ -121,12 +122,10 @@ def test_channel_settings_are_validated_per_channel(gateway: Gateway) -> None:
     fields = {error["field"] for error in answer.json["errors"]}
     assert fields == {"settings.url", "credentials.secret"}
     assert gateway.call("PUT", "/v1/channels/myspace", insee, {"settings": {}}).status == 422
-    not_yet = gateway.call("PUT", "/v1/channels/email", insee, {"settings": {}})
-    assert not_yet.status == 422
-    assert not_yet.json["errors"] == [
-        {"field": "channel", "message": "Le canal « email » n'est pas encore disponible dans Crieur."}
-    ]
-    assert "email" not in gateway.call("GET", "/v1/channels", insee).json["available"]
+    no_sender = gateway.call("PUT", "/v1/channels/email", insee, {"settings": {}})
+    assert no_sender.status == 422
+    assert no_sender.json["errors"] == [{"field": "settings.from_address", "message": "Ce champ est obligatoire."}]
+    assert set(gateway.call("GET", "/v1/channels", insee).json["available"]) == set(get_args(ChannelName))
     first_time = gateway.call("PUT", "/v1/channels/mastodon", insee, {"settings": {"instance_url": INSTANCE}})
     assert first_time.json["errors"] == [
         {"field": "credentials", "message": "Identifiants obligatoires à la première configuration du canal."}
