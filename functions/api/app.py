@@ -294,6 +294,13 @@ def retract_publication(publication_id: Annotated[str, Path(max_length=64)]) -> 
     return Response(status_code=status, content_type="application/json", body=publication)
 
 
+@app.post("/v1/publications/<publication_id>/retry", responses={202: {"description": "Nouvel essai en cours"}})
+def retry_publication(publication_id: Annotated[str, Path(max_length=64)]) -> Response[Publication]:
+    """Relance la diffusion sur les canaux où elle a échoué (une fois la diffusion terminée)."""
+    publication = service().retry(commune(), publication_id)
+    return Response(status_code=202, content_type="application/json", body=publication)
+
+
 @app.post("/v1/previews")
 def preview(request: PublicationRequest) -> Preview:
     """Ce que chaque canal recevrait : texte, longueur comptée et limite, médias gardés ou écartés, avertissements."""

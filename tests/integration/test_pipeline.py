@@ -342,6 +342,49 @@ def test_provider_4xx_fails_at_once(gateway: Gateway, stack: Stack, commune: str
     assert shown["status"] == "failed"
 
 
+def test_retry_sends_again_where_it_failed_only(
+    gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter
+) -> None:
+    providers.post(HOOK).respond(200)
+    toots = providers.post(f"{INSTANCE}/api/v1/statuses")
+    toots.side_effect = [
+        httpx.Response(401, json={"error": "The access token is invalid"}),
+        httpx.Response(200, json={"id": "77", "url": f"{INSTANCE}/@mairie/77"}),
+    ]
+    created = publish(gateway, commune, channels=["webhook", "mastodon"])
+    assert stack.deliver("webhook") == []
+    assert stack.deliver("mastodon") == []
+    path = f"/v1/publications/{created['id']}"
+    assert gateway.call("GET", path, commune).json["status"] == "partially_published"
+
+    answer = gateway.call("POST", f"{path}/retry", commune)
+    assert answer.status == 202, answer.body
+    assert answer.json["status"] == "publishing"
+    assert answer.json["deliveries"]["mastodon"]["status"] == "pending"
+    assert answer.json["deliveries"]["mastodon"].get("error") is None
+    assert answer.json["deliveries"]["webhook"]["status"] == "sent"
+    assert stack.drain("webhook") == []  # only the failed channel goes out again
+    assert stack.deliver("mastodon") == []
+
+    shown = gateway.call("GET", path, commune).json
+    assert shown["deliveries"]["mastodon"]["status"] == "sent"
+    assert shown["deliveries"]["mastodon"]["external_id"] == "77"
+    assert shown["status"] == "published"
+    assert toots.call_count == 2
+    again = gateway.call("POST", f"{path}/retry", commune)
+    assert again.status == 409
+    assert again.headers["Content-Type"] == "application/problem+json"
+
+
+def test_retry_is_refused_while_publishing_and_for_another_commune(gateway: Gateway, commune: str) -> None:
+    created = publish(gateway, commune, channels=["mastodon"])
+    path = f"/v1/publications/{created['id']}/retry"
+    busy = gateway.call("POST", path, commune)
+    assert busy.status == 409
+    assert "en cours" in busy.json["detail"]
+    assert gateway.call("POST", path, gateway.new_commune()).status == 404
+
+
 def test_redelivered_message_never_sends_twice(
     gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter
 ) -> None:

@@ -506,6 +506,28 @@ def test_nobody_reached_is_a_failed_delivery_with_the_reason(
     assert billed(table, insee) == 0
 
 
+def test_a_retry_plans_the_audience_again_and_counts_afresh(
+    gateway: Gateway, sandbox: Sandbox, stack: Stack, table: Store
+) -> None:
+    insee, endpoints = webpush_commune(gateway, sandbox, table, 2)
+    imitated(sandbox).fail(endpoints[0], 400)
+    imitated(sandbox).fail(endpoints[1], 400)
+    publication_id = publish(gateway, insee)
+    stack.deliver("webpush")
+    assert stack.run_deliver("webpush", queued(stack, publication_id)) == []
+    assert delivery_of(gateway, insee, publication_id)[1]["status"] == "failed"
+
+    retried = gateway.call("POST", f"/v1/publications/{publication_id}/retry", insee)
+    assert retried.status == 202, retried.body
+    assert retried.json["deliveries"]["webpush"]["recipients"] is None  # the old plan is forgotten
+    assert stack.deliver("webpush") == []
+    assert stack.run_deliver("webpush", queued(stack, publication_id)) == []
+    shown, delivery = delivery_of(gateway, insee, publication_id)
+    assert (delivery["status"], delivery["recipients"]) == ("sent", {"total": 2, "sent": 2, "failed": 0})
+    assert shown["status"] == "published"
+    assert billed(table, insee) == 2
+
+
 def test_a_channel_removed_during_the_fan_out_fails_the_rest_with_the_reason(
     gateway: Gateway, sandbox: Sandbox, stack: Stack, table: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

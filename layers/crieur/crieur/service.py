@@ -398,6 +398,22 @@ class PublicationService:
             self._fan_out(FanoutMessage(action="retract", commune=commune, publication_id=publication_id), sent)
         return self.get_publication(commune, publication_id)
 
+    def retry(self, commune: str, publication_id: str) -> Publication:
+        """Sends again, on the channels where it failed, a publication whose diffusion is over."""
+        publication = self.get_publication(commune, publication_id)
+        if publication.status not in ("failed", "partially_published"):
+            raise Conflict(
+                "La diffusion de cette publication est en cours : relancez-la une fois terminée."
+                if publication.status == "publishing"
+                else f"Une publication « {publication.status} » n'a pas d'envoi en échec à relancer."
+            )
+        failed = [channel for channel, delivery in publication.deliveries.items() if delivery.status == "failed"]
+        if not failed or not self.store.reopen_failed(commune, publication_id, failed):
+            raise Conflict("La publication a changé entre-temps : rechargez-la avant de relancer.")
+        logger.info("retry requested", extra={"publication_id": publication_id, "channels": failed})
+        self._fan_out(FanoutMessage(commune=commune, publication_id=publication_id), failed)
+        return self.get_publication(commune, publication_id)
+
     def get_publication(self, commune: str, publication_id: str) -> Publication:
         publication = self.store.get_publication(commune, publication_id)
         if publication is None:

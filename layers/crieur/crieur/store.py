@@ -1250,6 +1250,65 @@ class Store:
 
     # --- retraction -------------------------------------------------------------------------------------
 
+    def reopen_failed(self, commune: str, publication_id: str, channels: list[str]) -> bool:
+        """Failed deliveries → pending again and the publication → publishing, in one transaction: the
+        channels leave the `settled` set and the failed count, so their new outcomes are counted once.
+
+        A chunked delivery forgets its plan, its chunks and its recipients' marks (none was delivered, or it
+        would not have failed), so the retry plans the audience afresh. False when the state changed meanwhile."""
+        pk = _commune_pk(commune)
+        for channel in channels:
+            stale = self._commune_items(commune, f"FC#{publication_id}#{channel}#") + self._commune_items(
+                commune, f"FR#{publication_id}#{channel}#"
+            )
+            with self.table.batch_writer() as batch:
+                for item in stale:
+                    batch.delete_item(Key={"pk": item["pk"], "sk": item["sk"]})
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"pk": pk, "sk": _publication_sk(publication_id)},
+                    "UpdateExpression": "SET #s = :publishing DELETE settled :channels ADD failed_count :minus",
+                    "ConditionExpression": "#s IN (:failed, :partial)",
+                    "ExpressionAttributeNames": {"#s": "status"},
+                    "ExpressionAttributeValues": {
+                        ":publishing": "publishing",
+                        ":channels": set(channels),
+                        ":minus": -len(channels),
+                        ":failed": "failed",
+                        ":partial": "partially_published",
+                    },
+                }
+            }
+        ]
+        for channel in channels:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table_name,
+                        "Key": {"pk": pk, "sk": _delivery_sk(publication_id, channel)},
+                        "UpdateExpression": "SET #s = :pending, updated_at = :updated REMOVE #error, lease_until, "
+                        "claim_token, chunks_total, chunks_done, recipients_total, recipients_sent, "
+                        "recipients_failed, queued, failure",
+                        "ConditionExpression": "#s = :failed",
+                        "ExpressionAttributeNames": {"#s": "status", "#error": "error"},
+                        "ExpressionAttributeValues": {
+                            ":pending": "pending",
+                            ":failed": "failed",
+                            ":updated": utc_now().isoformat(),
+                        },
+                    }
+                }
+            )
+        try:
+            self._transact(items)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
     def start_retraction(self, commune: str, publication_id: str) -> bool:
         """publishing is over → retracted (the mairie's decision); False when the state does not allow it."""
         try:
