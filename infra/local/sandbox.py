@@ -6,8 +6,9 @@ It records what each channel received, shows it on a small French page, and lets
 
 HTTP surface (all on one port):
 
-- Mastodon under `/mastodon`: `GET /api/v2/instance`, `POST /api/v1/statuses` (JSON, form or multipart;
-  Bearer token; `Idempotency-Key` honoured for an hour per token; `media_ids` of the token's unattached,
+- Mastodon under `/mastodon`: `GET /api/v2/instance`, `GET /api/v1/accounts/verify_credentials` (the channel test),
+  `POST /api/v1/statuses` (JSON, form or multipart; Bearer token; `Idempotency-Key` honoured for an hour
+  per token; `media_ids` of the token's unattached,
   processed uploads), `GET` and `DELETE /api/v1/statuses/:id`, `POST /api/v2/media` (multipart `file` +
   `description`; images only; always 202, processed once `GET /api/v1/media/:id` has answered 206 once),
   and the uploaded bytes at `GET /system/media/:id`.
@@ -732,6 +733,10 @@ class Sandbox:
             return Reply.json(200, self.mastodon_instance(), self._rate_headers())
         if subpath == "/api/v1/statuses" and method == "POST":
             return self._mastodon_post(request)
+        if subpath == "/api/v1/accounts/verify_credentials" and method in ("GET", "HEAD"):
+            if self.bearer(request) is None:
+                return Reply.json(401, {"error": INVALID_TOKEN}, self._rate_headers())
+            return Reply.json(200, self._account(), self._rate_headers())
         if subpath == "/api/v2/media" and method == "POST":
             return self._mastodon_upload(request)
         match = re.fullmatch(r"/api/v1/statuses/([^/]+)", subpath)

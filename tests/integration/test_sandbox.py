@@ -188,6 +188,13 @@ def test_an_unknown_token_is_refused_permanently(sandbox: Sandbox, http: httpx.C
     assert created(sandbox.received()) == []
 
 
+def test_the_channel_test_verifies_the_token(sandbox: Sandbox, http: httpx.Client) -> None:
+    assert mastodon(sandbox, http).check().account == "@demo"
+    with pytest.raises(PermanentChannelError) as raised:
+        mastodon(sandbox, http, token="jeton-revoque").check()
+    assert raised.value.code == "needs_reconnect"
+
+
 def test_mastodon_validation_errors(sandbox: Sandbox, http: httpx.Client) -> None:
     url = f"{sandbox.mastodon_url()}/api/v1/statuses"
     auth = {"Authorization": f"Bearer {TOKEN}"}
