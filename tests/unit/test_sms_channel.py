@@ -224,7 +224,16 @@ def test_time_to_live_follows_the_expiry(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     ("number", "french"),
-    [("+33612345678", True), ("+262692123456", True), ("+590690123456", True), ("+32470123456", False)],
+    [
+        ("+33612345678", True),
+        ("+262692123456", True),  # La Réunion
+        ("+262639012345", True),  # Mayotte
+        ("+590690123456", True),  # Guadeloupe
+        ("+687751234", True),  # Nouvelle-Calédonie
+        ("+2693212345", False),  # Comores
+        ("+32470123456", False),
+        ("+33", False),
+    ],
 )
 def test_french_numbers(number: str, french: bool) -> None:
     assert is_french_number(number) is french

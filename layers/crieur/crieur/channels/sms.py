@@ -63,8 +63,6 @@ MAX_WORKERS = 8
 DEFAULT_TTL_SECONDS = 24 * 3600
 MIN_TTL_SECONDS, MAX_TTL_SECONDS = 5, 259_200
 """End User Messaging's TimeToLive bounds (seconds)."""
-FRENCH_CALLING_CODES = ("+33", "+262", "+269", "+508", "+590", "+594", "+596", "+681", "+687", "+689")
-"""Metropolitan France and the overseas départements and collectivités."""
 CHUNK_WIDE_CODES = frozenset({"access_denied", "sender_not_found", "sender_not_registered", "needs_reconnect"})
 """Refusals that concern the commune's sending, not one number: the whole chunk stops."""
 RETRACT = "Un SMS envoyé ne peut pas être rappelé."
@@ -115,7 +113,15 @@ class SmsCredentials(ChannelCredentials):
 
 
 def is_french_number(number: str) -> bool:
-    return number.startswith(FRENCH_CALLING_CODES)
+    """An E.164 number of metropolitan France or of an overseas département or collectivité."""
+    import phonenumbers
+
+    from crieur.subscribers import FRENCH_REGIONS
+
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(number)) in FRENCH_REGIONS
+    except phonenumbers.NumberParseException:
+        return False
 
 
 def short_url(url: str) -> str:
@@ -183,10 +189,9 @@ def _warnings(sms: SmsText, condensed: bool, allow_shaping: bool) -> list[str]:
     if sms.encoding == "UCS-2":
         shown = " ".join(sms.ucs2_characters[:8])
         advice = ""
-        if not allow_shaping and shape_sms(sms.text).parts < sms.parts:
-            advice = (
-                f" L'adaptation des caractères (allow_gsm7_shaping) le ferait tenir en {shape_sms(sms.text).parts}."
-            )
+        shaped = shape_sms(sms.text).parts
+        if not allow_shaping and shaped < sms.parts:
+            advice = f" L'adaptation des caractères (allow_gsm7_shaping) le ferait tenir en {shaped}."
         warnings.append(f"Caractères hors GSM-7 ({shown}) : 70 caractères par SMS au lieu de 160.{advice}")
     if condensed:
         warnings.append(
