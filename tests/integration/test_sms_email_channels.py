@@ -240,7 +240,10 @@ def test_non_urgent_sms_wait_for_the_end_of_the_quiet_hours(
     chunk = stack.receive("sms")
     assert stack.run_deliver("sms", [chunk]) == [chunk["MessageId"]]  # kept, back when allowed (12 h at most)
     assert sent_sms(box, "+33612345678") == []
-    assert shown(gateway, commune, created["id"])["deliveries"]["sms"]["status"] in ("sending", "retrying")
+    waiting = shown(gateway, commune, created["id"])["deliveries"]["sms"]
+    assert waiting["status"] == "sending"
+    assert waiting["error"]["code"] == "quiet_hours"
+    assert "envoi le lundi 30 novembre à 8 h" in waiting["error"]["message"]  # the mairie sees when
 
     # Still quiet on its next receive (a long weekend): a fresh copy takes over, so no receive is used up.
     assert stack.deliver("sms", make_visible=True) == []
@@ -254,7 +257,9 @@ def test_non_urgent_sms_wait_for_the_end_of_the_quiet_hours(
     assert stack.run_deliver("sms", [fresh]) == []  # the time has come
     [text] = sent_sms(box, "+33612345678")
     assert text["message_type"] == "PROMOTIONAL"
-    assert shown(gateway, commune, created["id"])["deliveries"]["sms"]["status"] == "sent"
+    sent = shown(gateway, commune, created["id"])["deliveries"]["sms"]
+    assert sent["status"] == "sent"
+    assert sent.get("error") is None  # the outcome replaced the note
 
 
 def test_a_number_that_answered_stop_is_unsubscribed(

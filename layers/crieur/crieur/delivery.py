@@ -287,6 +287,8 @@ class DeliveryWorker:
         receives: on its first receive it comes back when allowed (12 hours at most, SQS's longest visibility);
         a later receive hands over to a fresh copy of the message, whose receive count starts again."""
         logger.info("chunk waits", extra={"publication_id": message.publication_id, "until": wait.at.isoformat()})
+        note = DeliveryError(code=wait.code, message=wait.message)
+        self.store.note_fanout(message.commune, message.publication_id, self.channel, note)
         if receive_count <= 1:
             return RetryLater(int(min(max(wait.retry_after or 0, 1), MAX_VISIBILITY_SECONDS)), wait.code)
         self.chunks.send([message])

@@ -718,6 +718,21 @@ class Store:
         recipients: Any = item["recipients"]
         return ChunkClaim("claimed", tuple(str(recipient) for recipient in recipients))
 
+    def note_fanout(self, commune: str, publication_id: str, channel: str, note: DeliveryError) -> None:
+        """Says why a chunked delivery still sending waits (SMS legal hours); its outcome replaces the note."""
+        self._update_if(
+            {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+            UpdateExpression="SET #error = :note, updated_at = :updated",
+            ConditionExpression="#s IN (:sending, :retrying)",
+            ExpressionAttributeNames={"#s": "status", "#error": "error"},
+            ExpressionAttributeValues={
+                ":note": note.model_dump(exclude_none=True),
+                ":updated": utc_now().isoformat(),
+                ":sending": "sending",
+                ":retrying": "retrying",
+            },
+        )
+
     def release_chunk(self, commune: str, publication_id: str, channel: str, chunk: int, token: str) -> None:
         """Ends this worker's lease early, so the chunk's next receive can claim it at once."""
         self._update_if(
