@@ -360,6 +360,21 @@ def test_bad_settings_name_the_field(  # noqa: PLR0917 - fixtures and parameters
     assert field in {error["field"] for error in answer.json["errors"]}
 
 
+def test_the_channel_test_checks_the_sms_sender_id(gateway: Gateway, box: Sandbox, commune: str) -> None:
+    answer = gateway.call("POST", "/v1/channels/sms/test", commune)
+    assert answer.status == 200
+    assert answer.json == {
+        "ok": True,
+        "account": "Expéditeur MAIRIE",
+        "message": "Expéditeur enregistré pour la France : les SMS partiront avec le rôle AWS de Crieur.",
+        "permissions": [],
+    }
+    gateway.call("PUT", "/v1/channels/sms", commune, {"settings": {"sender_id": "INCONNU"}})
+    answer = gateway.call("POST", "/v1/channels/sms/test", commune)
+    assert answer.json["ok"] is False
+    assert "L'expéditeur INCONNU n'est pas enregistré pour la France" in answer.json["message"]
+
+
 def test_the_channel_test_checks_the_email_identity(gateway: Gateway, box: Sandbox, commune: str) -> None:
     answer = gateway.call("POST", "/v1/channels/email/test", commune)
     assert answer.status == 200

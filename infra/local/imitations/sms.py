@@ -139,7 +139,7 @@ class SmsImitation:
         if not authorization.startswith("AWS4-HMAC-SHA256 ") or SIGNING_SCOPE not in authorization:
             return aws_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
         target = request.headers.get("x-amz-target", "")
-        if target != f"{TARGET_PREFIX}SendTextMessage":
+        if target not in (f"{TARGET_PREFIX}SendTextMessage", f"{TARGET_PREFIX}DescribeSenderIds"):
             return aws_error(400, "UnknownOperationException", f"Operation {target or '(none)'} is not supported")
         try:
             body = json.loads(request.body or b"{}")
@@ -147,7 +147,38 @@ class SmsImitation:
             return aws_error(400, "SerializationException", "Start of structure or map found where not expected.")
         if not isinstance(body, dict):
             return aws_error(400, "SerializationException", "Start of structure or map found where not expected.")
+        if target.endswith(".DescribeSenderIds"):
+            return self._describe_sender_ids(body)
         return self._send_text(request, body)
+
+    def _describe_sender_ids(self, body: dict[str, Any]) -> Reply:
+        """The demo sender id exists for France; any other is ResourceNotFoundException, as in a fresh account."""
+        asked = body.get("SenderIds") or []
+        if not isinstance(asked, list) or not all(isinstance(item, dict) for item in asked):
+            return _validation("SenderIds must be a list of {SenderId, IsoCountryCode}", field="SenderIds")
+        found = []
+        for item in asked:
+            sender, country = str(item.get("SenderId", "")), str(item.get("IsoCountryCode", ""))
+            if sender.upper() != DEMO_SENDER_ID or country != "FR":
+                return aws_error(
+                    404,
+                    "ResourceNotFoundException",
+                    f"Sender id {sender} does not exist for {country}.",
+                    ResourceType="sender-id",
+                    ResourceId=sender,
+                )
+            found.append(
+                {
+                    "SenderIdArn": f"arn:aws:sms-voice:eu-west-3:123456789012:sender-id/{DEMO_SENDER_ID}/FR",
+                    "SenderId": DEMO_SENDER_ID,
+                    "IsoCountryCode": "FR",
+                    "MessageTypes": ["TRANSACTIONAL", "PROMOTIONAL"],
+                    "MonthlyLeasingPrice": "0.00",
+                    "DeletionProtectionEnabled": False,
+                    "Registered": True,
+                }
+            )
+        return Reply.json(200, {"SenderIds": found})
 
     def _send_text(self, request: Request, body: dict[str, Any]) -> Reply:
         problem = self._problem(body)

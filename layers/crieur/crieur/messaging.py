@@ -148,6 +148,16 @@ class SmsGateway:
     def client(self) -> PinpointSMSVoiceV2Client:
         return self._client or aws.sms()
 
+    def sender_id_exists(self, sender_id: str, country: str = "FR") -> bool:
+        """Whether the account holds this alphanumeric sender id for the country (DescribeSenderIds)."""
+        try:
+            answer = self.client.describe_sender_ids(SenderIds=[{"SenderId": sender_id, "IsoCountryCode": country}])
+        except self.client.exceptions.ResourceNotFoundException:
+            return False
+        except Exception as error:
+            raise _sms_error(error) from None
+        return any(str(item.get("SenderId", "")).upper() == sender_id.upper() for item in answer.get("SenderIds", []))
+
     def send_text(
         self,
         destination: str,

@@ -348,8 +348,17 @@ class SmsChannel(ResidentsChannel[SmsSettings, SmsCredentials]):
         raise RetractUnsupported(RETRACT)
 
     def check(self) -> ChannelCheck:
+        """Asks End User Messaging whether the commune's sender id exists in the account for France."""
+        sender = self.settings.sender_id
+        if not self._gateway().sender_id_exists(sender):
+            return ChannelCheck(
+                ok=False,
+                account=f"Expéditeur {sender}",
+                message=f"L'expéditeur {sender} n'est pas enregistré pour la France dans AWS End User Messaging : "
+                "demandez à l'administrateur de Crieur de l'enregistrer avant d'envoyer des SMS.",
+            )
         return ChannelCheck(
             ok=True,
-            account=f"Expéditeur {self.settings.sender_id}",
-            message="Les SMS partent avec le rôle AWS de Crieur ; l'expéditeur doit être enregistré pour la France.",
+            account=f"Expéditeur {sender}",
+            message="Expéditeur enregistré pour la France : les SMS partiront avec le rôle AWS de Crieur.",
         )
