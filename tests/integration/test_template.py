@@ -499,6 +499,7 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "sms-voice:SendTextMessage",  # confirmation codes
         "ses:SendEmail",  # confirmation links
         "ses:GetEmailIdentity",  # the email channel's test: is the sender verified?
+        "sms-voice:DescribeSenderIds",  # the sms channel's test: does the sender id exist?
         "s3:GetObject",  # GET /public/{commune}/{file}, GET /console/{file}
         "s3:ListBucket",  # a missing file is a 404, not a 403
     }
