@@ -76,10 +76,8 @@ def _compile(route: Route) -> _CompiledRoute:
         else:
             regex += "/" + re.escape(segment)
             literal += 1
-    if route.path.endswith("/"):  # API Gateway tells `/console/` from `/console`
-        regex += "/"
-    if route.path == "/":
-        regex = "/"
+    # API Gateway takes no route ending in "/" and routes `/console/` to `/console` (rawPath keeps the slash).
+    regex = "/" if route.path == "/" else regex + "/?"
     # Exact paths first, then fewer variables, then greedy last; more literal segments win; a method beats ANY.
     kind = 2 if greedy else (1 if variables else 0)
     rank = (kind, variables, -literal, 1 if route.method == "ANY" else 0)

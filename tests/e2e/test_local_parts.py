@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local.api import Gateway, Request
+from infra.local.api import Gateway, Request, Router
 from infra.local.pollers import lambda_record, settled_receipts
 from infra.local.provision import Authorizer, HttpApi, LocalFunction, Route
 from infra.local.runtime import FunctionProcess, LambdaError, function_environment
@@ -314,3 +314,25 @@ def test_gateway_event_and_response_shapes() -> None:
     _, event = calls[-1]
     assert event["routeKey"] == "GET /v1/health"
     assert "authorizer" not in event["requestContext"]
+
+
+def test_a_trailing_slash_reaches_the_route_without_it_with_the_raw_path_kept() -> None:
+    """As API Gateway does: no route may end in "/", and `/console/` is routed to `/console`."""
+    router = Router(
+        (
+            Route("GET", "/console", "fn-api", None),
+            Route("GET", "/console/{file}", "fn-api", None),
+            Route("ANY", "/v1/{proxy+}", "fn-api", "auth"),
+        )
+    )
+    assert router.match("GET", "/console") == (Route("GET", "/console", "fn-api", None), {})
+    assert router.match("GET", "/console/") == (Route("GET", "/console", "fn-api", None), {})
+    assert router.match("GET", "/console/app.js") == (
+        Route("GET", "/console/{file}", "fn-api", None),
+        {"file": "app.js"},
+    )
+    assert router.match("GET", "/console/app.js/") == (
+        Route("GET", "/console/{file}", "fn-api", None),
+        {"file": "app.js"},
+    )
+    assert router.match("GET", "/consoles") is None

@@ -221,7 +221,6 @@ def test_routes_and_their_auth(main: dict[str, Any]) -> None:
         "UnsubscribeOneClick": ("POST", "/public/{commune}/subscriptions/unsubscribe", "NONE"),
         # the mairie's web console: static files; the page asks for the key
         "ConsoleHome": ("GET", "/console", "NONE"),
-        "ConsoleIndex": ("GET", "/console/", "NONE"),
         "ConsoleFiles": ("GET", "/console/{file}", "NONE"),
     }
     for event in events.values():
