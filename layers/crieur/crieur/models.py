@@ -335,7 +335,9 @@ class ChannelPreview(BaseModel):
     parts_without_shaping: int | None = Field(
         default=None, description="SMS : parties sans l'adaptation des caractères, quand elle a changé le texte."
     )
-    recipients: int | None = Field(default=None, description="SMS et e-mail : abonnés confirmés qui le recevraient.")
+    recipients: int | None = Field(
+        default=None, description="Notifications web, SMS, e-mail : les abonnés qui le recevraient maintenant."
+    )
 
 
 class Preview(BaseModel):
