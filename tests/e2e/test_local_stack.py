@@ -264,7 +264,8 @@ def test_a_third_channel_block_appears_locally_unchanged(stack: LocalStack, tmp_
     text = text.replace("Location: infra/channel.yaml", f"Location: {ROOT}/infra/channel.yaml")
     start = text.index("  MastodonChannel:")
     block = text[start : text.index("\n\n", start)]
-    third = block.replace("MastodonChannel:", "SmsChannel:").replace("Channel: mastodon", "Channel: sms")
+    # A channel the template does not have (every channel of the contract has its block now).
+    third = block.replace("MastodonChannel:", "ThirdChannel:").replace("Channel: mastodon", "Channel: third")
     template = tmp_path / "template.yaml"
     template.write_text(text.replace("\nOutputs:", "\n" + third + "\nOutputs:"))
 
@@ -272,14 +273,14 @@ def test_a_third_channel_block_appears_locally_unchanged(stack: LocalStack, tmp_
     channels = {function.environment.get("CHANNEL") for function in deployment.functions.values()}
     assert stack.deployment is not None
     before = {function.environment.get("CHANNEL") for function in stack.deployment.functions.values()}
-    assert channels == before | {"sms"}
-    (mapping,) = [m for m in deployment.event_source_mappings if "SmsChannel" in m.logical_id]
+    assert channels == before | {"third"}
+    (mapping,) = [m for m in deployment.event_source_mappings if "ThirdChannel" in m.logical_id]
     assert mapping.batch_size == 10
     assert mapping.report_batch_item_failures
-    subscription = deployment.resources["SmsChannel/Subscription"].properties
-    assert subscription["FilterPolicy"] == {"channels": ["sms"]}
-    nested = deployment.resources["SmsChannel"].attributes
-    assert deployment.functions[nested["Outputs.FunctionName"]].environment["CHANNEL"] == "sms"
+    subscription = deployment.resources["ThirdChannel/Subscription"].properties
+    assert subscription["FilterPolicy"] == {"channels": ["third"]}
+    nested = deployment.resources["ThirdChannel"].attributes
+    assert deployment.functions[nested["Outputs.FunctionName"]].environment["CHANNEL"] == "third"
     assert nested["Outputs.QueueUrl"] == mapping.queue_url
 
 
