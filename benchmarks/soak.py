@@ -8,7 +8,9 @@ between the provider's answer and the status write (their SQS batch comes back).
 - every publication and every delivery is in a final state;
 - no post twice in the sandbox (per publication and provider), and every `sent` delivery has its post;
 - the usage lines (what the commune is billed) match the posts the sandbox accepted;
-- nothing sits in a channel's DLQ unless its delivery is reported `failed`.
+- nothing sits in a channel's DLQ unless its delivery is reported `failed`. While the soak waits, dead
+  letters are redriven as the runbook's DeadLetterAlarm says (`crieur dlq redrive`); those whose delivery was
+  not final when dead-lettered (a worker killed on the last receive) are listed.
 
 The last line reads `lost: N, duplicated: N, publications: N, deliveries: N`; the exit status is 0 only when
 nothing was lost, duplicated or mis-billed. Loopback only, bounded in time (--deadline, 10 minutes by
@@ -299,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         store = Store(stack.outputs["TableName"])
         pending = set(ids.values())
         states: dict[str, tuple[str, dict[str, str]]] = {}
+        redriven: list[tuple[Pair, str]] = []
         while pending and time.monotonic() < deadline:
             for publication_id in list(pending):
                 publication = store.get_publication(owner[publication_id], publication_id)
@@ -309,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
                 if state[0] in FINAL_PUBLICATIONS and set(state[1].values()) <= FINAL_DELIVERIES:
                     pending.discard(publication_id)
             progress(len(ids) - len(pending))
+            for channel, url in queues.items():  # the runbook's DeadLetterAlarm: redrive once the cause is gone
+                for pair in _redrive(sqs, url, _mapping(stack, channel).queue_url, channel):
+                    redriven.append((pair, states.get(pair[0], ("", {}))[1].get(pair[1], "?")))
             if pending:
                 time.sleep(5)
         stack.sandbox.set_chaos(None)
@@ -334,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         )
         statuses = Counter(status for _, deliveries in states.values() for status in deliveries.values())
         print(f"deliveries by status: {dict(statuses)}; DLQ messages: {len(dead)}")
+        stuck = [f"{pair[0]}/{pair[1]} ({status})" for pair, status in redriven if status not in FINAL_DELIVERIES]
+        print(
+            f"dead-lettered then redriven as the runbook says: {len(redriven)}, of which not final when "
+            f"dead-lettered: {len(stuck)} {stuck[:5]}"
+        )
         print(result.detail())
         print(result.last_line())
         return 0 if result.ok and not refused else 1
@@ -415,13 +426,32 @@ def _dead_letter_queue(stack: Any, channel: str) -> str:
     return ref if ref.startswith("http") else f"{prefix}/{ref}"
 
 
-def _dead_letters(sqs: Any, url: str, channel: str) -> list[Pair]:
+def _redrive(sqs: Any, dead_letter_url: str, queue_url: str, channel: str) -> list[Pair]:
+    """`crieur dlq redrive --channel X`, as an operator would run it on the DeadLetterAlarm; the pairs moved."""
+    from crieur.dlq import redrive
+
+    depth = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["ApproximateNumberOfMessages"])
+    if not int(depth["Attributes"]["ApproximateNumberOfMessages"]):
+        return []
+    seen = _dead_letters(sqs, dead_letter_url, channel, visibility=2)
+    time.sleep(2.5)  # visible again for the redrive
+    redrive(dead_letter_url, queue_url)
+    return seen
+
+
+def _dead_letters(sqs: Any, url: str, channel: str, visibility: int = 300) -> list[Pair]:
     found: list[Pair] = []
+    seen: set[str] = set()
     while True:
-        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=300).get("Messages", [])
-        if not batch:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=visibility).get(
+            "Messages", []
+        )
+        if not batch or all(message["MessageId"] in seen for message in batch):
             return found
         for message in batch:
+            if message["MessageId"] in seen:
+                continue
+            seen.add(message["MessageId"])
             body = json.loads(message["Body"])
             found.append((str(body.get("publication_id")), channel))
 
