@@ -10,8 +10,10 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from crieur.channels.base import PermanentChannelError
 from crieur.channels.sms import (
     COMPOSED_PARTS,
+    QuietHours,
     SmsChannel,
     SmsSettings,
     compose_sms,
@@ -255,3 +257,21 @@ def test_the_preview_says_when_a_non_urgent_sms_will_go_out(http: httpx.Client) 
     assert quiet in adapter.render(publication()).warnings
     assert not any("silence" in warning for warning in adapter.render(publication(category="alert")).warnings)
     assert not any("silence" in warning for warning in channel(http).render(publication()).warnings)  # Friday noon
+
+
+def test_a_publication_that_expired_while_waiting_is_not_sent(http: httpx.Client) -> None:
+    adapter = channel(http)
+    rendered = adapter.render(publication(expires_at=NOW + timedelta(hours=1)))
+    adapter.clock = lambda: NOW + timedelta(hours=2)
+    with pytest.raises(PermanentChannelError, match="expiré"):
+        adapter.send_chunk(rendered, ["sub_1"])
+
+
+def test_a_non_urgent_chunk_waits_for_the_legal_hours(http: httpx.Client) -> None:
+    adapter = channel(http)
+    adapter.clock = lambda: datetime(2026, 11, 28, 22, 30, tzinfo=UTC)  # Saturday 23:30 in Paris
+    with pytest.raises(QuietHours) as waiting:
+        adapter.send_chunk(adapter.render(publication()), ["sub_1"])
+    assert waiting.value.at == datetime(2026, 11, 30, 7, 0, tzinfo=UTC)  # Monday 8:00 in Paris
+    assert waiting.value.retry_after == 32.5 * 3600
+    assert "envoi le lundi 30 novembre à 8 h" in waiting.value.message

@@ -262,6 +262,7 @@ class SmsChannel(ResidentsChannel[SmsSettings, SmsCredentials]):
                 "transactional": alert,
                 "parts": sms.parts,
                 "ttl": ttl,
+                "expires_at": publication.expires_at.isoformat() if publication.expires_at else None,
             },
         )
 
@@ -278,10 +279,15 @@ class SmsChannel(ResidentsChannel[SmsSettings, SmsCredentials]):
         problem = parts_problem(shape_sms(rendered.text or "", self.settings.allow_gsm7_shaping))
         if problem:
             raise PermanentChannelError("too_many_parts", problem)
+        payload = rendered.payload
+        expires_at = payload.get("expires_at")
+        if expires_at and datetime.fromisoformat(str(expires_at)) <= self.clock():
+            raise PermanentChannelError(
+                "expired", "La publication a expiré avant que ces SMS puissent partir : ils ne sont pas envoyés."
+            )
         wait = self.not_before(rendered)
         if wait is not None:
             raise QuietHours(wait, self.clock())
-        payload = rendered.payload
         commune = str(payload["commune"])
         subscribers = self._subscribers()
         contacts = subscribers.contacts(commune, "sms", recipients)
