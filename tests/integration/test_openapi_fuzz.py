@@ -31,8 +31,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from crieur.communes import CommuneService
+from crieur.store import Store
+from infra.local.api import Gateway as LocalGateway
 from infra.local.api import LocalApi
-from tests.integration.conftest import Gateway
+from infra.local.provision import Deployment
+from tests.integration.conftest import Gateway, InProcessFunctions
 
 EXAMPLES_PER_OPERATION = 20
 CHECKS = [
@@ -63,17 +67,29 @@ def _loopback_only(real: Any) -> Any:
     return getaddrinfo
 
 
-@pytest.fixture
-def served(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
-    """The local API over HTTP on a free loopback port, and a real commune's API key."""
-    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only(socket.getaddrinfo))
-    insee = gateway.new_commune()
-    server = LocalApi(port=0)
-    server.start(gateway.local)
+@pytest.fixture(scope="module")
+def server(deployment: Deployment) -> Iterator[tuple[LocalApi, Gateway]]:
+    """One local API for the module, over HTTP on a free loopback port: the functions are loaded once."""
+    functions = InProcessFunctions(deployment)
+    local = LocalGateway(
+        deployment.apis[0], functions.invoke, account_id=deployment.account_id, region=deployment.region
+    )
+    api = LocalApi(port=0)
+    api.start(local)
     try:
-        yield server.url, gateway.keys[insee]
+        yield api, Gateway(functions, local, CommuneService(Store(deployment.outputs["TableName"])))
     finally:
-        server.stop()
+        api.stop()
+
+
+@pytest.fixture
+def served(server: tuple[LocalApi, Gateway], aws_env: None, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The local API's URL and a real commune's API key (the same commune for the whole module)."""
+    monkeypatch.setattr(socket, "getaddrinfo", _loopback_only(socket.getaddrinfo))
+    api, gateway = server
+    if not gateway.keys:
+        gateway.new_commune()
+    return api.url, next(iter(gateway.keys.values()))
 
 
 def api_document() -> dict[str, Any]:
