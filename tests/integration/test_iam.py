@@ -1,7 +1,8 @@
 """Least privilege: no IAM statement of the stack (template.yaml and infra/*.yaml, SAM policy templates expanded
 by the translator) grants `*` actions or a bare `*` resource, except the ones listed below with their reason;
-no AWS managed policy other than the two listed. A new statement with a wildcard fails here until it is
-narrowed or its reason is written down."""
+no AWS managed policy other than the one listed (queues are polled through explicit event source mappings and
+a statement on the function's own queue, never SAM's AWSLambdaSQSQueueExecutionRole, which is on every queue).
+A new statement with a wildcard fails here until it is narrowed or its reason is written down."""
 
 from __future__ import annotations
 
@@ -30,10 +31,6 @@ MANAGED: dict[str, str] = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": (
         "CloudWatch Logs for the function's own log group (logs:CreateLogGroup/CreateLogStream/PutLogEvents); "
         "SAM's default execution policy"
-    ),
-    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole": (
-        "added by SAM for an SQS event source (receive, delete, attributes); its `*` resource could be narrowed "
-        "to the function's queue with an explicit EventSourceMapping and inline statement: tracked, not hidden"
     ),
 }
 """AWS managed policies a role may carry, and why."""

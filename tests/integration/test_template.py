@@ -336,10 +336,10 @@ def test_deliver_function(channel: dict[str, Any]) -> None:
     assert env["CRIEUR_TABLE_NAME"] == {"Ref": "TableName"}
     assert env["POWERTOOLS_SERVICE_NAME"] == {"Fn::Sub": "crieur-deliver-${Channel}"}
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "Crieur"
-    (event,) = fn["Events"].values()
-    assert event["Type"] == "SQS"
-    assert event["Properties"] == {
-        "Queue": {"Fn::GetAtt": ["Queue", "Arn"]},
+    assert "Events" not in fn  # polled by an explicit mapping: no SAM SQS event and its account-wide policy
+    assert channel["Resources"]["Deliveries"]["Properties"] == {
+        "EventSourceArn": {"Fn::GetAtt": ["Queue", "Arn"]},
+        "FunctionName": {"Ref": "DeliverFunction"},
         "BatchSize": {"Ref": "BatchSize"},
         "MaximumBatchingWindowInSeconds": 1,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
@@ -548,7 +548,12 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "dynamodb:Query",
         "kms:Decrypt",
         "sqs:ChangeMessageVisibility",
+        "sqs:ReceiveMessage",  # its own queue only (PollOwnQueue), for its event source mapping
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
     }
+    (polling,) = [s for s in events if s.get("Sid") == "PollOwnQueue"]
+    assert polling["Resource"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
     # The events worker opens the endpoints' secrets only: never a channel's credentials nor an inbound secret.
     (opening,) = [s for s in events if s["Action"] == "kms:Decrypt"]
     assert opening["Resource"] == {"Fn::GetAtt": ["CredentialsKey", "Arn"]}
@@ -574,6 +579,9 @@ def test_each_function_gets_only_what_it_needs(main: dict[str, Any], channel: di
         "dynamodb:BatchGetItem",  # a chunk's Web Push subscriptions
         "kms:Decrypt",
         "sqs:ChangeMessageVisibility",
+        "sqs:ReceiveMessage",  # its own queue only (PollOwnQueue), for its event source mapping
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
         "sqs:SendMessage",  # status events, and the chunks of a delivery to many recipients
         "ssm:GetParameter",  # the price list, when the deployment has its own
         "s3:GetObject",  # the website channel only (below)
@@ -648,10 +656,10 @@ def test_events_queue_dead_letter_queue_and_worker(main: dict[str, Any]) -> None
     assert max(waits) <= MAX_VISIBILITY_SECONDS
     assert 20 * 3600 <= sum(waits) <= 30 * 3600
     assert sum(waits) < queue["MessageRetentionPeriod"]
-    (event,) = fn["Events"].values()
-    assert event["Type"] == "SQS"
-    assert event["Properties"] == {
-        "Queue": {"Fn::GetAtt": ["EventsQueue", "Arn"]},
+    assert "Events" not in fn  # polled by an explicit mapping: no SAM SQS event and its account-wide policy
+    assert main["Resources"]["StatusEvents"]["Properties"] == {
+        "EventSourceArn": {"Fn::GetAtt": ["EventsQueue", "Arn"]},
+        "FunctionName": {"Ref": "EventsFunction"},
         "BatchSize": 10,
         "MaximumBatchingWindowInSeconds": 1,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
