@@ -9,6 +9,7 @@ import ipaddress
 import os
 import secrets
 import socket
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -198,8 +199,8 @@ class GuardedTransport(httpx.HTTPTransport):
     """Every connection goes through GuardedBackend: each redirect hop too, and a pooled connection is one that
     was checked when it was opened."""
 
-    def __init__(self, *, retries: int = 0, http2: bool = False) -> None:
-        super().__init__(retries=retries, http2=http2)
+    def __init__(self, *, retries: int = 0, http2: bool = False, verify: ssl.SSLContext | bool = True) -> None:
+        super().__init__(retries=retries, http2=http2, verify=verify)
         pool = self._pool
         assert isinstance(pool, httpcore.ConnectionPool)
         pool._network_backend = GuardedBackend(pool._network_backend)
