@@ -104,3 +104,12 @@ def test_the_sandbox_chaos_draws_each_kind_of_fault() -> None:
         mixed.draw("x")
     assert 300 < mixed.drawn["5xx"] < 500
     assert 50 < mixed.drawn["timeout"] < 160
+
+
+def test_a_delivery_on_its_way_is_not_final_but_not_mismatched() -> None:
+    publications, posts, billed = clean()
+    publications["pub_c"] = ("publishing", {"mastodon": "retrying"})
+    posts[("pub_c", "mastodon")] = 1  # posted by an attempt whose answer timed out: the retry will say sent
+    result = account(publications, posts, billed, [])
+    assert result.not_final == [("pub_c", "*"), ("pub_c", "mastodon")]
+    assert result.mismatched == 0
