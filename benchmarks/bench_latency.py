@@ -91,6 +91,7 @@ def run() -> list[Row]:
                 break
             time.sleep(1)
     latencies = [max(complete[token].values()) - started_at[token] for token in complete]
+    reached = {channel: sum(channel in at for at in arrivals.values()) for channel in CHANNELS}
     rows = [
         row(NAME, "publications", PUBLICATIONS, "", budget=None),
         row(NAME, "channels per publication", len(CHANNELS), ""),
@@ -102,6 +103,7 @@ def run() -> list[Row]:
             budget=PUBLICATIONS,
             ok=len(complete) == PUBLICATIONS,
         ),
+        row(NAME, "posts per channel", ", ".join(f"{channel} {count}" for channel, count in reached.items())),
     ]
     if latencies:
         last = max(max(at.values()) for at in complete.values())

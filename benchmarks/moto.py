@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -29,8 +30,11 @@ AWS_ENV = {
 
 
 @contextmanager
-def provisioned(stack_name: str = "crieur-bench") -> Iterator[Deployment]:
-    """moto on a free loopback port, template.yaml provisioned; this process's environment points at it."""
+def provisioned(stack_name: str | None = None) -> Iterator[Deployment]:
+    """moto on a free loopback port, template.yaml provisioned; this process's environment points at it.
+
+    moto keeps its state per process, shared by every server in it: each provisioning takes a stack name of
+    its own (`crieur-bench-<random>` by default), so that several benchmarks can run in one process."""
     from crieur import aws
     from infra.local.motoserver import MotoServer
 
@@ -49,7 +53,9 @@ def provisioned(stack_name: str = "crieur-bench") -> Iterator[Deployment]:
     os.environ.pop("AWS_PROFILE", None)
     aws.reset()
     try:
-        yield provision(endpoint, region=DEFAULT_REGION, stack_name=stack_name)
+        yield provision(
+            endpoint, region=DEFAULT_REGION, stack_name=stack_name or f"crieur-bench-{uuid.uuid4().hex[:6]}"
+        )
     finally:
         server.stop()
         for name, value in saved.items():
