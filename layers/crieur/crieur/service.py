@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ulid import ULID
 
 from crieur.billing import PriceList, billing_month, estimate, price_list
-from crieur.channels import ADAPTERS, adapter_for, build_adapter
+from crieur.channels import ADAPTERS, build_adapter
 from crieur.channels.base import (
     AudienceChannel,
     ChannelCheck,
@@ -133,7 +133,7 @@ class PublicationService:
         texts = {channel: _text_for(request, channel) for channel in channels}
         units = {}
         for name, record in channels.items():
-            if not issubclass(adapter_for(name), AudienceChannel):
+            if not issubclass(ADAPTERS[name], AudienceChannel):
                 continue
             draft = _draft(commune, request, list(channels))
             try:
@@ -433,7 +433,7 @@ class PublicationService:
 
     def configure_channel(self, commune: str, channel: ChannelName, request: ChannelConfigRequest) -> ChannelConfigView:
         """Validates settings and credentials against the channel's models; credentials are sealed with KMS."""
-        adapter = adapter_for(channel)
+        adapter = ADAPTERS[channel]
         problems: list[tuple[str, str]] = []
         settings: dict[str, Any] = {}
         try:

@@ -49,15 +49,6 @@ ADAPTERS = cast(
 )
 
 
-def adapter_for(channel: ChannelName) -> type[Channel[Any, Any]]:
-    """The channel's adapter; a channel of the contract that Crieur does not serve yet is a 422."""
-    if channel not in ADAPTERS:
-        from crieur.errors import InvalidInput
-
-        raise InvalidInput([("channel", f"Le canal « {channel} » n'est pas encore disponible dans Crieur.")])
-    return ADAPTERS[channel]
-
-
 def build_adapter(
     channel: ChannelName,
     settings: dict[str, Any],
@@ -66,7 +57,7 @@ def build_adapter(
     media: MediaFetcher | None = None,
 ) -> Channel[Any, Any]:
     """The channel's adapter for stored settings (and decrypted credentials, None for a preview)."""
-    adapter = adapter_for(channel)
+    adapter = ADAPTERS[channel]
     try:
         return adapter(
             adapter.settings_model.model_validate(settings),
