@@ -54,7 +54,7 @@ from crieur.models import (
     WeatherAlertSettings,
     utc_now,
 )
-from crieur.problems import document_problems, field_errors
+from crieur.problems import FieldProblem, Problem, document_problems, field_errors
 from crieur.service import PublicationService
 from crieur.subscribers import (
     CodeConfirmation,
@@ -137,16 +137,9 @@ def problem_body(
     errors: list[tuple[str, str]] | None = None,
     extensions: dict[str, Any] | None = None,
 ) -> str:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        **(extensions or {}),
-    }
-    if errors is not None:
-        body["errors"] = [{"field": field, "message": message} for field, message in errors]
-    return json.dumps(body, ensure_ascii=False)
+    listed = None if errors is None else [FieldProblem(field=field, message=message) for field, message in errors]
+    answer = Problem(title=title, status=status, detail=detail, errors=listed, **(extensions or {}))
+    return answer.model_dump_json(exclude_none=True)
 
 
 def problem(

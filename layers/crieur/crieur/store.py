@@ -540,19 +540,13 @@ class Store:
                 continue
             assignments.append(f"#{name} = :{name}")
             values[f":{name}"] = value
-        try:
-            self.table.update_item(
-                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
-                UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
-                ConditionExpression="claim_token = :token",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as error_:
-            if _conditional_failed(error_):
-                return False
-            raise
-        return True
+        return self._update_if(
+            {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+            UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
+            ConditionExpression="claim_token = :token",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
     def finish_if_settled(self, commune: str, publication_id: str) -> PublicationStatus | None:
         """Sets the final status of a publication whose every delivery is already settled (all skipped)."""
@@ -591,17 +585,13 @@ class Store:
         if len(settled) < int(str(head["channel_count"])):
             return None
         final = _final_status(int(str(head.get("sent_count", 0))), int(str(head.get("failed_count", 0))))
-        try:
-            self.table.update_item(
-                Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
-                UpdateExpression="SET #s = :final",
-                ConditionExpression="#s = :publishing",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":final": final, ":publishing": "publishing"},
-            )
-        except ClientError as error:
-            if not _conditional_failed(error):
-                raise
+        self._update_if(  # another worker may have written it first
+            {"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
+            UpdateExpression="SET #s = :final",
+            ConditionExpression="#s = :publishing",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":final": final, ":publishing": "publishing"},
+        )
         return final
 
     def _update_if(self, key: dict[str, Any], **update: Any) -> bool:
@@ -901,19 +891,13 @@ class Store:
 
     def release_scheduled(self, commune: str, publication_id: str, version: int) -> bool:
         """scheduled (at this version) → publishing, once: a second firing or an edited-away version is refused."""
-        try:
-            self.table.update_item(
-                Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
-                UpdateExpression="SET #s = :publishing",
-                ConditionExpression="#s = :scheduled AND version = :version",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":publishing": "publishing", ":scheduled": "scheduled", ":version": version},
-            )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            {"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
+            UpdateExpression="SET #s = :publishing",
+            ConditionExpression="#s = :scheduled AND version = :version",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":publishing": "publishing", ":scheduled": "scheduled", ":version": version},
+        )
 
     def cancel_scheduled(self, commune: str, publication_id: str, channels: list[str]) -> bool:
         """scheduled → cancelled, with every delivery, in one transaction; False if no longer scheduled."""
@@ -1319,31 +1303,25 @@ class Store:
         try:
             self._transact(items)
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+            if _conditional_failed(error):
                 return False
             raise
         return True
 
     def start_retraction(self, commune: str, publication_id: str) -> bool:
         """publishing is over → retracted (the mairie's decision); False when the state does not allow it."""
-        try:
-            self.table.update_item(
-                Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
-                UpdateExpression="SET #s = :retracted",
-                ConditionExpression="#s IN (:published, :partial, :failed)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":retracted": "retracted",
-                    ":published": "published",
-                    ":partial": "partially_published",
-                    ":failed": "failed",
-                },
-            )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            {"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
+            UpdateExpression="SET #s = :retracted",
+            ConditionExpression="#s IN (:published, :partial, :failed)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":retracted": "retracted",
+                ":published": "published",
+                ":partial": "partially_published",
+                ":failed": "failed",
+            },
+        )
 
     def claim_retraction(
         self, commune: str, publication_id: str, channel: str, token: str, lease_seconds: int
@@ -1398,21 +1376,13 @@ class Store:
             values[":error"] = error.model_dump(exclude_none=True)
         else:
             removals.append("#error")
-        try:
-            self.table.update_item(
-                Key={"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
-                UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
-                ConditionExpression="retract_token = :token",
-                ExpressionAttributeNames={"#s": "status", "#error": "error"}
-                if status is not None
-                else {"#error": "error"},
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as failure:
-            if _conditional_failed(failure):
-                return False
-            raise
-        return True
+        return self._update_if(
+            {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+            UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
+            ConditionExpression="retract_token = :token",
+            ExpressionAttributeNames={"#s": "status", "#error": "error"} if status is not None else {"#error": "error"},
+            ExpressionAttributeValues=values,
+        )
 
     # --- inbound webhook sources ------------------------------------------------------------------------
     # `C#<commune>` / `SRC#<source id>`: name, flags, the URL key's SHA-256, the KMS-sealed signing secrets.
@@ -1451,18 +1421,12 @@ class Store:
         self, commune: str, source_id: str, secrets: tuple[SealedSecret, ...], version: int
     ) -> bool:
         """The source's secrets after a rotation; False when another rotation came first (or it was deleted)."""
-        try:
-            self.table.update_item(
-                Key={"pk": _commune_pk(commune), "sk": f"SRC#{source_id}"},
-                UpdateExpression="SET secrets = :secrets ADD version :one",
-                ConditionExpression="version = :version",
-                ExpressionAttributeValues={":secrets": _sealed_items(secrets), ":one": 1, ":version": version},
-            )
-        except ClientError as error:
-            if _conditional_failed(error):
-                return False
-            raise
-        return True
+        return self._update_if(
+            {"pk": _commune_pk(commune), "sk": f"SRC#{source_id}"},
+            UpdateExpression="SET secrets = :secrets ADD version :one",
+            ConditionExpression="version = :version",
+            ExpressionAttributeValues={":secrets": _sealed_items(secrets), ":one": 1, ":version": version},
+        )
 
     def delete_inbound_source(self, commune: str, source_id: str) -> bool:
         old = self.table.delete_item(
