@@ -352,6 +352,15 @@ class PostChannel(Channel[SettingsT, CredentialsT]):
     def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
         """Posts what `render` produced; `delivery_id` is stable across retries so a retry cannot duplicate."""
 
+    def find_sent(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost | None:
+        """The post an earlier attempt made when its outcome is unknown (it timed out, or its worker died between
+        the provider's answer and the status write), looked up on the provider; None when there is none.
+
+        The worker asks before posting again after such an attempt, and before recording `failed` for one.
+        Providers that deduplicate on `delivery_id` themselves (an idempotency key) need no lookup: the
+        default, None, lets the worker post again."""
+        return None
+
 
 @dataclass(frozen=True)
 class RecipientOutcome:
