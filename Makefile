@@ -89,10 +89,8 @@ deploy: build
 
 # The console's static files into the deployed stack's ConsoleBucket (STACK: the name given to sam deploy).
 STACK ?= crieur
-console-upload:
-	bucket=$$(aws cloudformation describe-stacks --stack-name $(STACK) --output text \
-	  --query "Stacks[0].Outputs[?OutputKey=='ConsoleBucketName'].OutputValue") && \
-	aws s3 sync console/ "s3://$$bucket/console/" --delete
+console-upload: $(VENV)/.installed
+	$(PY) -m infra.console_upload --stack $(STACK)
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

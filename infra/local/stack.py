@@ -422,16 +422,12 @@ class LocalStack:
     def _upload_console(self) -> None:
         """The console's files (console/, no build step) into its bucket, as `make deploy` syncs them."""
         from crieur import aws
-        from crieur.console import PREFIX, content_type
+        from infra.console_upload import upload_console
 
         assert self.deployment is not None
         bucket = self.deployment.outputs.get("ConsoleBucketName")
-        if not bucket:
-            return
-        for path in sorted((ROOT / "console").iterdir()):
-            kind = content_type(path.name)
-            if kind is not None and path.is_file():
-                aws.s3().put_object(Bucket=bucket, Key=PREFIX + path.name, Body=path.read_bytes(), ContentType=kind)
+        if bucket:
+            upload_console(aws.s3(), bucket)
 
     # --- seeding --------------------------------------------------------------------------------------
 
