@@ -9,7 +9,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -119,8 +119,11 @@ def channel() -> XChannel:
     return XChannel(XSettings(), CREDENTIALS, httpx.Client(), media_fetcher())
 
 
-def post(text: str, images: list[dict[str, str]] | None = None) -> RenderedPost:
-    return RenderedPost(text=text, payload={"text": text, "media": images or []})
+def post(text: str, images: list[dict[str, str]] | None = None, since: datetime | None = None) -> RenderedPost:
+    since = since or datetime.now(UTC) - timedelta(hours=1)
+    return RenderedPost(
+        text=text, payload={"text": text, "media": images or [], "since": since.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    )
 
 
 def form_fields(request: httpx.Request) -> dict[str, bytes]:
@@ -360,9 +363,9 @@ def test_a_post_is_signed_checked_for_a_copy_then_created(channel: XChannel) -> 
     assert 'oauth_token="42-token"' in header
     lookup = respx.calls[1].request
     assert lookup.url.path == "/2/users/42/tweets"
-    assert lookup.url.params["max_results"] == "10"
+    assert lookup.url.params["max_results"] == "100"
     assert lookup.url.params["tweet.fields"] == "created_at,attachments"
-    assert datetime.fromisoformat(lookup.url.params["start_time"]) < datetime.now(UTC)
+    assert lookup.url.params["start_time"] == "2026-11-26T23:59:00Z"  # the publication's creation, less a minute
 
 
 @respx.mock
@@ -574,6 +577,85 @@ def test_a_lookup_that_x_refuses_does_not_block_the_post(channel: XChannel) -> N
 
 
 @respx.mock
+def test_a_duplicate_whose_lookup_fails_waits_instead_of_failing(channel: XChannel) -> None:
+    respx.get(f"{API}/2/users/me").respond(json=ME)
+    respx.get(f"{API}/2/users/42/tweets").mock(
+        side_effect=[httpx.Response(200, json=NO_POSTS), httpx.Response(503, json=imitation.problem(503))]
+    )
+    respx.post(f"{API}/2/tweets").respond(403, json=imitation.problem(403, imitation.DUPLICATE))
+
+    with pytest.raises(TransientChannelError) as raised:
+        channel.send(post("Bonjour"), delivery_id="d")
+
+    assert raised.value.code == "provider_unavailable"
+
+
+def timeline_page(posts: list[dict[str, Any]], next_token: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"result_count": len(posts)}
+    if next_token:
+        meta["next_token"] = next_token
+    return {"data": posts, "meta": meta}
+
+
+@respx.mock
+def test_find_sent_reads_the_posts_since_the_publication_page_after_page(channel: XChannel) -> None:
+    respx.get(f"{API}/2/users/me").respond(json=ME)
+    others = [{"id": str(2000 + n), "text": f"Avis {n}"} for n in range(100)]
+    pages = respx.get(f"{API}/2/users/42/tweets").mock(
+        side_effect=[
+            httpx.Response(200, json=timeline_page(others, "page2")),
+            httpx.Response(200, json=timeline_page([{"id": "1866", "text": "Bonjour &amp; bienvenue"}])),
+        ]
+    )
+    rendered = post("Bonjour & bienvenue", since=datetime(2026, 11, 27, 6, 0, tzinfo=UTC))
+
+    sent = channel.find_sent(rendered, delivery_id="d")
+
+    assert sent is not None
+    assert (sent.external_id, sent.url) == ("1866", "https://x.com/i/web/status/1866")
+    first, second = (call.request.url.params for call in pages.calls)
+    assert (first["start_time"], first["max_results"], first["exclude"]) == (
+        "2026-11-27T06:00:00Z",
+        "100",
+        "replies,retweets",
+    )
+    assert "pagination_token" not in first
+    assert second["pagination_token"] == "page2"
+
+
+@respx.mock
+def test_find_sent_is_bounded_and_matches_the_exact_text(channel: XChannel) -> None:
+    respx.get(f"{API}/2/users/me").respond(json=ME)
+    near = [{"id": str(3000 + n), "text": "Bonjour !"} for n in range(100)]
+    pages = respx.get(f"{API}/2/users/42/tweets").respond(json=timeline_page(near, "more"))
+
+    assert channel.find_sent(post("Bonjour"), delivery_id="d") is None
+    assert pages.call_count == 3  # LOOKUP_PAGES, however many posts the account has
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (httpx.Response(503, json=imitation.problem(503)), "provider_unavailable"),
+        (httpx.Response(429, json=imitation.problem(429), headers={"x-rate-limit-reset": "0"}), "rate_limited"),
+        (httpx.Response(403, json=imitation.problem(403, "client-not-enrolled")), "lookup_failed"),
+        (httpx.Response(401, json=imitation.problem(401)), "lookup_failed"),
+    ],
+)
+@respx.mock
+def test_find_sent_never_takes_a_failed_lookup_for_an_answer(
+    channel: XChannel, answer: httpx.Response, code: str
+) -> None:
+    respx.get(f"{API}/2/users/me").respond(json=ME)
+    respx.get(f"{API}/2/users/42/tweets").mock(return_value=answer)
+
+    with pytest.raises(TransientChannelError) as raised:
+        channel.find_sent(post("Bonjour"), delivery_id="d")
+
+    assert raised.value.code == code
+
+
+@respx.mock
 def test_an_expired_token_stops_before_posting(channel: XChannel) -> None:
     respx.get(f"{API}/2/users/me").respond(401, json=imitation.problem(401))
     created = respx.post(f"{API}/2/tweets")
@@ -760,6 +842,38 @@ def test_a_post_that_times_out_but_exists_is_not_posted_again(sandbox: Sandbox) 
 
     assert raised.value.code == "timeout"
     assert [post["id"] for post in imitated(sandbox).posts()] == [sent.external_id]
+
+
+def test_find_sent_finds_the_post_of_a_timed_out_attempt(sandbox: Sandbox) -> None:
+    sandbox.inject_fault("x", delay_seconds=1.0)
+    rendered = live().render(publication("Marché de Noël & vin chaud : https://mairie.example.fr/noel"))
+
+    with pytest.raises(TransientChannelError):
+        live(timeout=0.3).send(rendered, delivery_id="pub_01JX-x")
+    deadline = time.monotonic() + 5
+    while not imitated(sandbox).posts() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    found = live().find_sent(rendered, delivery_id="pub_01JX-x")
+
+    [made] = imitated(sandbox).posts()
+    assert found is not None
+    assert found.external_id == made["id"]
+    assert live().find_sent(live().render(publication("Un autre avis")), delivery_id="pub_01JY-x") is None
+
+
+def test_find_sent_reads_past_the_first_page_of_a_busy_account(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(x_channel, "LOOKUP_SIZE", 5)
+    channel = live()
+    first = channel.send(post("Avis 0"), delivery_id="d0")
+    for number in range(1, 12):
+        channel.send(post(f"Avis {number}"), delivery_id=f"d{number}")
+
+    assert channel.find_sent(post("Avis 0"), delivery_id="d0") == first
+    assert channel.send(post("Avis 0"), delivery_id="d0") == first  # looked up, not posted again
+    assert len(imitated(sandbox).posts()) == 12
+    assert [item["path"] for item in sandbox.received("x")].count("/x/2/tweets") == 12  # no 13th attempt
 
 
 @pytest.mark.parametrize(("status", "code"), [(503, "provider_unavailable"), (500, "provider_unavailable")])

@@ -6,8 +6,9 @@ What the X adapter relies on, imitated closely:
   HMAC-SHA1 signature of every request is recomputed (query and form parameters signed, JSON and multipart
   bodies not), timestamps older than five minutes and replayed nonces are refused. A wrong key, token or
   signature answers 401 in X's problem shape.
-- `GET /2/users/me` (with `x-access-level`), `GET /2/users/:id/tweets` (max_results 5-100, start_time,
-  exclude, tweet.fields created_at and attachments), `GET /2/tweets/:id`.
+- `GET /2/users/me` (with `x-access-level`), `GET /2/users/:id/tweets` (newest first; max_results 5-100,
+  start_time, pagination_token with meta.next_token while older posts remain, exclude, tweet.fields
+  created_at and attachments), `GET /2/tweets/:id`.
 - `POST /2/tweets` {"text", "media": {"media_ids"}}: the weighted 280 limit counted as X counts
   (crieur.render.x), at most 4 known media, X's 403 for a duplicate of a recent post; 201
   {"data": {"id", "text", "edit_history_tweet_ids"}}. The stored text is rewritten as X does: URLs become
@@ -387,15 +388,21 @@ class XImitation:
                 400, invalid(f"The `max_results` query parameter value [{max_results}] is not between 5 and 100")
             )
         fields = set(query.get("tweet.fields", "").split(","))
+        after = _page_of(query.get("pagination_token", ""))
+        if after is None:
+            return Reply.json(400, invalid("The `pagination_token` query parameter value is not valid."))
         with self._lock:
-            shown = [
+            listed = [
                 p.as_json(fields)
                 for p in sorted(self._state.posts.values(), key=lambda p: p.created_at, reverse=True)
-                if not p.deleted and p.created_at >= since
-            ][:max_results]
+                if not p.deleted and p.created_at >= since and (not after or int(p.id) < after)
+            ]
+        shown = listed[:max_results]
         if not shown:
             return Reply.json(200, {"meta": {"result_count": 0}})
-        meta = {"result_count": len(shown), "newest_id": shown[0]["id"], "oldest_id": shown[-1]["id"]}
+        meta: dict[str, Any] = {"result_count": len(shown), "newest_id": shown[0]["id"], "oldest_id": shown[-1]["id"]}
+        if len(listed) > max_results:
+            meta["next_token"] = _token_of(shown[-1]["id"])
         return Reply.json(200, {"data": shown, "meta": meta})
 
     def _lookup(self, request: Request, post_id: str) -> Reply:
@@ -499,6 +506,21 @@ def _tweet_problem(body: Any) -> str | None:
     if INVALID_CHARACTERS.search(text):
         return "Your Tweet text contains invalid characters."
     return TOO_LONG if weighted_length(text) > MAX_LENGTH else None
+
+
+def _token_of(post_id: str) -> str:
+    """An opaque next_token (as X's look): the page goes on below this post."""
+    return base64.b32encode(int(post_id).to_bytes(8, "big")).decode().rstrip("=").lower()
+
+
+def _page_of(token: str) -> int | None:
+    """The post id a next_token stands for; 0 without a token; None when it is not one of ours."""
+    if not token:
+        return 0
+    try:
+        return int.from_bytes(base64.b32decode(token.upper() + "=" * (-len(token) % 8)), "big")
+    except ValueError:
+        return None
 
 
 def _oauth_params(header: str) -> dict[str, str]:

@@ -1,13 +1,14 @@
 """X channel: POST /2/tweets signed with OAuth 1.0a (user context), images through the v2 media upload.
 
-Idempotency: X takes no idempotency key, and the worker does not tell `send` whether this is a retry. So
-before posting, `send` reads the account's posts of the last hour (GET /2/users/me, cached per container,
-then GET /2/users/:id/tweets) and, when one already carries the text about to be posted, answers with it
-instead of posting again. X also refuses a post identical to a recent one (403 "duplicate content"):
-`send` then looks again and answers with the post it finds. Remaining risks: a post that X has accepted
-but does not list yet (the read lags the write) whose retry X does not flag as a duplicate would be posted
-twice; an identical text posted by hand on the account within the hour is taken for Crieur's; and the
-lookup costs one paid read of the account's recent posts per delivery.
+Idempotency: X takes no idempotency key. `find_sent` reads the account's posts since the publication was
+created (GET /2/users/me, cached per container, then GET /2/users/:id/tweets with start_time, newest first,
+at most LOOKUP_PAGES pages of 100) and answers with the one that carries the rendered text (compared as
+`same_text` undoes X's rewriting). `send` makes the same lookup before posting, as a precaution that
+does not block the post when X will not answer it. X also refuses a post identical to a recent one (403
+"duplicate content"): `send` then looks again and answers with the post it finds; only a text that no post
+since the publication carries is a permanent refusal. Remaining risks: a post that X has accepted but does
+not list yet (the read lags the write) whose retry X does not flag as a duplicate would be posted twice;
+an identical text posted by hand on the account since the publication is taken for Crieur's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import secrets
 import time
 import urllib.parse
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Annotated, Any, ClassVar
 
 import httpx
@@ -40,8 +41,9 @@ from crieur.channels.base import (
     call_provider,
     provider_base_url,
 )
+from crieur.channels.lookup import CLOCK_MARGIN_SECONDS, LOOKUP_PAGES, lookup_failures
 from crieur.media import FetchedMedia
-from crieur.models import Media, Publication, utc_now
+from crieur.models import Media, Publication
 from crieur.render.text import compose, truncate
 from crieur.render.x import INVALID_CHARACTERS, MAX_LENGTH, url_spans, weighted_length
 
@@ -50,8 +52,8 @@ POST_URL = "https://x.com/i/web/status/{id}"
 MAX_IMAGES = 4
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_ALT_TEXT = 1000
-LOOKBACK = timedelta(hours=1)
-LOOKUP_SIZE = 10
+LOOKUP_SIZE = 100
+"""Posts per page of the lookup (X's most)."""
 DUPLICATE = "duplicate content"
 RECONNECT = "Reconnectez le compte X : les jetons ne sont plus valides."
 WRITE_ACCESS = (
@@ -154,6 +156,12 @@ def same_text(shown: str, posted: str, *, has_media: bool) -> bool:
     return canonical(shown, has_media) == canonical(posted, False)
 
 
+def _since(publication: Publication) -> str:
+    """X's start_time for the lookup: the publication's creation, less the clock margin."""
+    since = publication.created_at.astimezone(UTC) - timedelta(seconds=CLOCK_MARGIN_SECONDS)
+    return since.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _animated(image: FetchedMedia) -> bool:
     from PIL import Image
 
@@ -207,7 +215,7 @@ class XChannel(PostChannel[XSettings, XCredentials]):
             limit=MAX_LENGTH,
             media=decisions,
             warnings=warnings,
-            payload={"text": text, "media": kept},
+            payload={"text": text, "media": kept, "since": _since(publication)},
         )
 
     def _refusal(self, media: Media, kept: int) -> str | None:
@@ -251,7 +259,12 @@ class XChannel(PostChannel[XSettings, XCredentials]):
     def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
         text: str = rendered.payload["text"]
         images: list[dict[str, str]] = rendered.payload["media"]
-        already = self._posted_lately(text, required=False)
+        try:
+            already = self._posted_since(rendered.payload)
+        except ChannelError as failed:  # a precaution only: X's own duplicate check still stands
+            if failed.code == "needs_reconnect":
+                raise
+            already = None
         if already is not None:
             return already
         body: dict[str, Any] = {"text": text}
@@ -262,39 +275,37 @@ class XChannel(PostChannel[XSettings, XCredentials]):
         except PermanentChannelError as refused:
             if refused.code != "duplicate":
                 raise
-            found = self._posted_lately(text, required=True)
+            found = self.find_sent(rendered, delivery_id=delivery_id)
             if found is None:
                 raise
             return found
         return SentPost(external_id=str(post["id"]), url=POST_URL.format(id=post["id"]))
 
-    def _posted_lately(self, text: str, *, required: bool) -> SentPost | None:
-        """The account's post of the last hour that carries `text`, if any (see the module docstring).
+    def find_sent(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost | None:
+        """The account's post since the publication was created that carries the rendered text (see the module
+        docstring); a lookup X does not answer is a TransientChannelError."""
+        with lookup_failures(self.label):
+            return self._posted_since(rendered.payload)
 
-        Before posting the lookup is a precaution: if X will not answer it, the post goes ahead (X's own
-        duplicate check still stands). After X has called the post a duplicate (`required`), it must answer.
-        """
-        since = (utc_now() - LOOKBACK).strftime("%Y-%m-%dT%H:%M:%SZ")
-        try:
-            user_id, _ = self._account()
-            posts = self._call(
-                "GET",
-                f"/2/users/{user_id}/tweets",
-                params={
-                    "max_results": LOOKUP_SIZE,
-                    "start_time": since,
-                    "exclude": "replies,retweets",
-                    "tweet.fields": "created_at,attachments",
-                },
-            ).json()
-        except ChannelError as failed:
-            if required or failed.code == "needs_reconnect":
-                raise
-            return None
-        for post in posts.get("data", []):
-            has_media = bool(post.get("attachments", {}).get("media_keys"))
-            if same_text(post["text"], text, has_media=has_media):
-                return SentPost(external_id=str(post["id"]), url=POST_URL.format(id=post["id"]))
+    def _posted_since(self, payload: dict[str, Any]) -> SentPost | None:
+        text: str = payload["text"]
+        user_id, _ = self._account()
+        params: dict[str, Any] = {
+            "max_results": LOOKUP_SIZE,
+            "start_time": payload["since"],
+            "exclude": "replies,retweets",
+            "tweet.fields": "created_at,attachments",
+        }
+        for _ in range(LOOKUP_PAGES):
+            page = self._call("GET", f"/2/users/{user_id}/tweets", params=params).json()
+            for post in page.get("data", []):
+                has_media = bool(post.get("attachments", {}).get("media_keys"))
+                if same_text(post["text"], text, has_media=has_media):
+                    return SentPost(external_id=str(post["id"]), url=POST_URL.format(id=post["id"]))
+            next_token = page.get("meta", {}).get("next_token")
+            if not next_token:
+                break
+            params["pagination_token"] = next_token
         return None
 
     def _upload(self, image: dict[str, str]) -> str:
