@@ -28,6 +28,7 @@ from PIL import Image
 
 import infra.local.imitations
 import infra.local.sandbox
+from crieur.channels import facebook as facebook_module
 from crieur.channels.base import PermanentChannelError, RenderedPost, TransientChannelError
 from crieur.channels.facebook import (
     LINK_CARD_WARNING,
@@ -502,6 +503,70 @@ def test_a_duplicate_of_an_older_post_asks_for_another_text(
     assert nothing_posted_yet.call_count == 2
 
 
+def test_find_sent_reads_the_pages_of_posts_since_the_publication(graph: respx.MockRouter) -> None:
+    channel = facebook()
+    rendered = channel.render(publication())
+    others = [{"id": f"{PAGE}_{n}", "message": f"Avis {n}"} for n in range(100)]
+    lookup = graph.get(f"{GRAPH}/{PAGE}/published_posts").mock(
+        side_effect=[
+            httpx.Response(200, json={"data": others, "paging": {"cursors": {"after": "QVFI"}, "next": "https://…"}}),
+            httpx.Response(200, json={"data": [{"id": f"{PAGE}_9", "message": rendered.text}]}),
+        ]
+    )
+
+    sent = channel.find_sent(rendered, delivery_id="d")
+
+    assert sent is not None
+    assert (sent.external_id, sent.url) == (f"{PAGE}_9", f"https://www.facebook.com/{PAGE}_9")
+    first, second = (call.request.url.params for call in lookup.calls)
+    assert (first["since"], first["limit"]) == (SINCE, "100")
+    assert "after" not in first
+    assert second["after"] == "QVFI"
+
+
+def test_find_sent_stops_at_the_last_page_or_after_three(graph: respx.MockRouter) -> None:
+    channel = facebook()
+    rendered = channel.render(publication())
+    more = {"data": [{"id": f"{PAGE}_1", "message": "Autre"}], "paging": {"cursors": {"after": "x"}, "next": "…"}}
+    lookup = graph.get(f"{GRAPH}/{PAGE}/published_posts").respond(json=more)
+    assert channel.find_sent(rendered, delivery_id="d") is None
+    assert lookup.call_count == 3
+    last = {"data": [{"id": f"{PAGE}_1", "message": "Autre"}], "paging": {"cursors": {"after": "x"}}}
+    lookup.respond(json=last)
+    assert channel.find_sent(rendered, delivery_id="d") is None
+    assert lookup.call_count == 4
+
+
+@pytest.mark.parametrize(
+    ("response", "code"),
+    [
+        (graph_error(2, "Service temporarily unavailable", status=503), "provider_unavailable"),
+        (graph_error(32, "Page request limit reached"), "rate_limited"),
+        (graph_error(190, "Error validating access token", subcode=463), "lookup_failed"),
+        (graph_error(10, "(#10) Permission denied", status=403), "lookup_failed"),
+    ],
+)
+def test_find_sent_never_takes_a_failed_lookup_for_an_answer(
+    graph: respx.MockRouter, response: httpx.Response, code: str
+) -> None:
+    graph.get(f"{GRAPH}/{PAGE}/published_posts").mock(return_value=response)
+
+    with pytest.raises(TransientChannelError) as raised:
+        facebook().find_sent(post_text(), delivery_id="d")
+
+    assert raised.value.code == code
+
+
+def test_a_duplicate_whose_lookup_fails_waits_instead_of_failing(graph: respx.MockRouter) -> None:
+    graph.get(f"{GRAPH}/{PAGE}/published_posts").mock(
+        side_effect=[httpx.Response(200, json={"data": []}), graph_error(2, "Service unavailable", status=503)]
+    )
+    graph.post(f"{GRAPH}/{PAGE}/feed").mock(return_value=graph_error(506, "(#506) Duplicate status message"))
+
+    with pytest.raises(TransientChannelError):
+        facebook().send(post_text(), delivery_id="d")
+
+
 # ------------------------------------------------------------------------------------------- lengths
 
 
@@ -942,6 +1007,31 @@ def test_a_slow_facebook_gets_one_post_however_often_crieur_retries(
     [post] = imitation.posts()
     assert retried.external_id == post["id"]
     assert len(created(sandbox)) == 1
+
+
+def test_find_sent_finds_a_timed_out_post_among_many_newer_ones(
+    sandbox: Sandbox, imitation: FacebookImitation, images: ImageServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(facebook_module, "LOOKUP_LIMIT", 2)
+    sandbox.inject_fault("facebook", delay_seconds=1.0)
+    rendered = sandbox_facebook(httpx.Client(verify=images.trust)).render(fresh())
+    with httpx.Client(timeout=0.4, verify=images.trust) as impatient, pytest.raises(TransientChannelError):
+        sandbox_facebook(impatient).send(rendered, delivery_id="pub-facebook")
+    deadline = time.monotonic() + 5
+    while not imitation.posts() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with httpx.Client(verify=images.trust) as patient:
+        channel = sandbox_facebook(patient)
+        for number in range(4):  # the Page posts on: the lost post is on the third page of two
+            channel.send(channel.render(fresh(f"Avis numéro {number}.")), delivery_id=f"pub-{number}-facebook")
+
+        found = channel.find_sent(rendered, delivery_id="pub-facebook")
+        other = channel.find_sent(channel.render(fresh("Jamais publié.")), delivery_id="pub-x-facebook")
+
+    lost = next(post for post in imitation.posts() if "mardi" in str(post.get("message")))
+    assert found is not None
+    assert found.external_id == lost["id"]
+    assert other is None
 
 
 def test_the_same_text_in_a_later_publication_is_refused_as_a_duplicate(

@@ -4,7 +4,7 @@ HTTP surface under `/facebook`, with or without a version prefix (`/v25.0/…`),
 
 - `GET /me?fields=…`: the Page the token belongs to; `GET /{page-id}?fields=…`: a Page.
 - `GET /{page-id}/published_posts` (or `/posts`): the Page's posts, newest first (`fields`, `since`,
-  `until`, `limit` ≤ 100).
+  `until`, `limit` ≤ 100, `after` cursor; `paging.next` while a page follows).
 - `POST /{page-id}/feed`: `message` (≤ 63,206 characters), `link`, `attached_media[i]={"media_fbid": …}`
   (unpublished photos of the Page, each attached once). The same text as the Page's latest post is
   refused with error 506, as Facebook refuses a duplicate status message.
@@ -456,18 +456,30 @@ class FacebookImitation:
         except ValueError as bad:
             raise _GraphFailure(400, 100, "(#100) Param limit must be a number") from bad
         with self._lock:
-            chosen = [
+            listed = [
                 post.id
                 for post in sorted(self._posts.values(), key=lambda post: post.created, reverse=True)
                 if post.page_id == token.page_id
                 and not post.deleted
                 and (since is None or post.created >= since)
                 and (until is None or post.created <= until)
-            ][:limit]
+            ]
+        after = form.get("after")
+        if after:
+            if after not in listed:
+                raise _GraphFailure(400, 100, "(#100) The after cursor is not valid")
+            listed = listed[listed.index(after) + 1 :]
+        chosen = listed[:limit]
         data = [self._node("post", post_id, form) for post_id in chosen]
         if not data:
             return {"data": []}
-        return {"data": data, "paging": {"cursors": {"before": chosen[0], "after": chosen[-1]}}}
+        paging: dict[str, Any] = {"cursors": {"before": chosen[0], "after": chosen[-1]}}
+        if len(listed) > limit:  # Graph gives `next` only while a page follows
+            query = {key: value for key, value in form.items() if key != "access_token"} | {"after": chosen[-1]}
+            paging["next"] = (
+                f"{self.sandbox.url}{self.prefix}/{token.page_id}/published_posts?" + urllib.parse.urlencode(query)
+            )
+        return {"data": data, "paging": paging}
 
     # -- writes ----------------------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from crieur.channels.graph import (
     call_graph,
     regain_access_seconds,
 )
+from crieur.channels.lookup import CLOCK_MARGIN_SECONDS, LOOKUP_PAGES, comparable, lookup_failures
 from crieur.media import FetchedMedia, MediaUnavailable
 from crieur.models import Media, Publication
 from crieur.render.text import compose
@@ -55,8 +56,7 @@ MAX_MESSAGE_LENGTH = 63206
 MAX_PHOTO_BYTES = 4 * 1024 * 1024
 PHOTO_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/gif": "GIF"}
 LOOKUP_LIMIT = 100
-LOOKUP_MARGIN_SECONDS = 60
-"""Clock skew allowed between Crieur and Facebook when looking for a post an earlier attempt made."""
+"""Posts per page of the lookup (Graph's most)."""
 
 TOKEN_CODES = frozenset({102, TOKEN_CODE})
 POLICY_CODE = 368
@@ -98,10 +98,6 @@ class FacebookCredentials(ChannelCredentials):
         return token
 
 
-def _comparable(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _animated(content: bytes) -> bool:
     from PIL import Image
 
@@ -117,8 +113,9 @@ class FacebookChannel(PostChannel[FacebookSettings, FacebookCredentials]):
     """Posts to a Facebook Page with a Page access token.
 
     Idempotency: Facebook has no idempotency key, so `send` first looks among the Page's posts published
-    since the publication was created (GET /{page-id}/published_posts) for one carrying the same text, and
-    returns it instead of posting again: a retry after a timeout or a 5xx that Facebook had in fact
+    since the publication was created (GET /{page-id}/published_posts, newest first, at most LOOKUP_PAGES
+    pages; the lookup `find_sent` makes for the worker after an attempt of unknown outcome) for one carrying
+    the same text, and returns it instead of posting again: a retry after a timeout or a 5xx that Facebook had in fact
     executed finds the post. Error 506 (duplicate status message) is looked up the same way: found, it is
     the post an earlier attempt made; not found, the Page already carried that text before this
     publication and the mairie is asked to change it. What remains possible: a post that Facebook shows
@@ -156,7 +153,7 @@ class FacebookChannel(PostChannel[FacebookSettings, FacebookCredentials]):
                 "message": text,
                 "link": link,
                 "photos": photos,
-                "since": int(publication.created_at.timestamp()) - LOOKUP_MARGIN_SECONDS,
+                "since": int(publication.created_at.timestamp()) - CLOCK_MARGIN_SECONDS,
             },
         )
 
@@ -191,7 +188,7 @@ class FacebookChannel(PostChannel[FacebookSettings, FacebookCredentials]):
         except PermanentChannelError as refused:
             if refused.code != "duplicate":
                 raise
-            earlier = self._already_posted(payload)
+            earlier = self.find_sent(rendered, delivery_id=delivery_id)
             if earlier is None:
                 raise
             return earlier
@@ -227,17 +224,27 @@ class FacebookChannel(PostChannel[FacebookSettings, FacebookCredentials]):
             with contextlib.suppress(ChannelError):
                 self._call("DELETE", photo_id)
 
+    def find_sent(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost | None:
+        """The Page's post carrying the rendered text among those published since the publication was created
+        (see the class docstring); a lookup Facebook does not answer is a TransientChannelError."""
+        with lookup_failures(self.label):
+            return self._already_posted(rendered.payload)
+
     def _already_posted(self, payload: dict[str, Any]) -> SentPost | None:
-        """The Page's post with this text published since the publication was created, if any."""
-        answer = self._call(
-            "GET",
-            f"{self.settings.page_id}/published_posts",
-            params={"fields": "id,message,created_time", "since": payload["since"], "limit": LOOKUP_LIMIT},
-        )
-        wanted = _comparable(payload["message"])
-        for post in answer.get("data") or []:
-            if isinstance(post, dict) and _comparable(str(post.get("message") or "")) == wanted:
-                return self._sent(str(post["id"]))
+        """The Page's post with this text published since the publication was created, if any: newest first,
+        at most LOOKUP_PAGES pages of LOOKUP_LIMIT, each message compared with white space made single."""
+        params: dict[str, Any] = {"fields": "id,message,created_time", "since": payload["since"], "limit": LOOKUP_LIMIT}
+        wanted = comparable(payload["message"])
+        for _ in range(LOOKUP_PAGES):
+            answer = self._call("GET", f"{self.settings.page_id}/published_posts", params=params)
+            for post in answer.get("data") or []:
+                if isinstance(post, dict) and comparable(str(post.get("message") or "")) == wanted:
+                    return self._sent(str(post["id"]))
+            paging = answer.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            if not paging.get("next") or not after:  # Graph leaves `next` out on the last page
+                break
+            params["after"] = after
         return None
 
     @staticmethod
