@@ -591,12 +591,68 @@ def test_an_older_post_with_the_same_caption_is_not_taken_for_this_one(graph: Gr
             "id": "m0",
             "caption": "Travaux",
             "permalink": "https://www.instagram.com/p/m0/",
-            "timestamp": "2026-11-27T08:59:59+0000",
+            "timestamp": "2026-11-27T08:58:59+0000",  # a minute (the clock margin) and a second before
         }
     )
     sent = channel().send(_rendered(), delivery_id="d")
     assert sent.external_id == "m1"
     assert graph.publish.call_count == 1
+
+
+def test_find_sent_pages_through_the_posts_since_the_publication(graph: Graph) -> None:
+    ours = {"id": "m9", "caption": "Travaux", "permalink": "https://www.instagram.com/p/m9/"}
+    later = [{"id": f"m{n}", "caption": f"Avis {n}", "timestamp": "2026-11-27T09:30:00+0000"} for n in range(25)]
+    graph.listing.mock(
+        side_effect=[
+            httpx.Response(200, json={"data": later, "paging": {"cursors": {"after": "QVFI"}, "next": "https://…"}}),
+            httpx.Response(200, json={"data": [{**ours, "timestamp": "2026-11-27T09:00:05+0000"}]}),
+        ]
+    )
+
+    found = channel().find_sent(_rendered(), delivery_id="d")
+
+    assert found == SentPost(external_id="m9", url="https://www.instagram.com/p/m9/")
+    first, second = (call.request.url.params for call in graph.listing.calls)
+    assert (first["limit"], "after" in first, second["after"]) == ("25", False, "QVFI")
+
+
+def test_find_sent_stops_at_posts_older_than_the_publication(graph: Graph) -> None:
+    older = {"id": "m0", "caption": "Autre", "timestamp": "2026-11-27T08:00:00+0000"}
+    graph.listing.mock(
+        return_value=httpx.Response(200, json={"data": [older], "paging": {"cursors": {"after": "x"}, "next": "…"}})
+    )
+
+    assert channel().find_sent(_rendered(), delivery_id="d") is None
+    assert graph.listing.call_count == 1
+
+
+def test_find_sent_says_wait_for_a_published_container_not_listed_yet(graph: Graph) -> None:
+    instagram._containers[(USER, "d")] = "c7"
+    graph.states["c7"] = ["PUBLISHED"]
+
+    with pytest.raises(TransientChannelError) as raised:
+        channel().find_sent(_rendered(), delivery_id="d")
+
+    assert raised.value.code == "not_listed_yet"
+    graph.states["c7"] = ["EXPIRED"]
+    assert channel().find_sent(_rendered(), delivery_id="d") is None
+
+
+@pytest.mark.parametrize(
+    ("response", "code"),
+    [
+        (graph_error(2, message="Service temporarily unavailable", status=503), "provider_unavailable"),
+        (graph_error(190, 463, "Error validating access token"), "lookup_failed"),
+        (httpx.Response(500, text="<html>oops</html>"), "provider_unavailable"),
+    ],
+)
+def test_find_sent_never_takes_a_failed_lookup_for_an_answer(graph: Graph, response: httpx.Response, code: str) -> None:
+    graph.listing.mock(return_value=response)
+
+    with pytest.raises(TransientChannelError) as raised:
+        channel().find_sent(_rendered(), delivery_id="d")
+
+    assert raised.value.code == code
 
 
 def test_delete_is_unsupported() -> None:
@@ -906,6 +962,24 @@ def test_a_lost_publish_answer_never_posts_twice(
     [post] = imitation.posts()
     assert sent.external_id == again.external_id == post["id"]
     assert writes(sandbox) == [("media", 200), ("media_publish", 200)]
+
+
+def test_find_sent_finds_the_post_whose_publish_answer_was_lost(
+    sandbox: Sandbox, imitation: InstagramImitation, images: ImageServer
+) -> None:
+    transport = LosesPublishAnswer()
+    ig = live(images, transport=transport)
+    rendered = ig.render(live_publication(images, "/photo.jpg"))
+    ig.send(rendered, delivery_id="d")
+    instagram._containers.clear()  # the worker asks from another invocation
+
+    found = ig.find_sent(rendered, delivery_id="d")
+    other = ig.find_sent(ig.render(live_publication(images, "/photo.jpg", body="Autre avis.")), delivery_id="e")
+
+    [post] = imitation.posts()
+    assert found is not None
+    assert found.external_id == post["id"]
+    assert other is None
 
 
 def test_a_slow_container_creation_is_retried_without_duplicate(

@@ -2,9 +2,10 @@
 
 `send` for one delivery:
 
-1. Already posted? `GET /{ig-user-id}/media` lists the account's recent posts: one published since the
-   publication was created, with the same caption, is this delivery's post from an earlier attempt whose
-   answer was lost. It is returned and nothing is posted again.
+1. Already posted? `GET /{ig-user-id}/media` lists the account's recent posts (newest first, at most
+   LOOKUP_PAGES pages): one published since the publication was created, with the same caption, is this
+   delivery's post from an earlier attempt whose answer was lost. It is returned and nothing is posted
+   again. This is also `find_sent`, the lookup the worker makes after an attempt of unknown outcome.
 2. A container this process made for the delivery on an earlier attempt is reused while it is FINISHED
    or IN_PROGRESS; when PUBLISHED (but not listed yet), the delivery waits for step 1 to find it.
 3. `GET /{ig-user-id}/content_publishing_limit`: at the quota, the delivery waits (transient, long).
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, cast
 
 import httpx
@@ -58,6 +59,7 @@ from crieur.channels.graph import (
     call_graph,
     regain_access_seconds,
 )
+from crieur.channels.lookup import CLOCK_MARGIN_SECONDS, LOOKUP_PAGES, lookup_failures
 from crieur.media import FetchedMedia, MediaUnavailable
 from crieur.models import Media, Publication
 from crieur.render.instagram import CAPTION_LIMIT, MAX_HASHTAGS, cap_hashtags, hashtag_positions
@@ -217,18 +219,37 @@ class InstagramChannel(PostChannel[InstagramSettings, InstagramCredentials]):
         media_id = str(published["id"])
         return SentPost(external_id=media_id, url=self._permalink(media_id))
 
+    def find_sent(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost | None:
+        """The account's post since the publication was created with the rendered caption (step 1). None also
+        means that no container this process made for the delivery is published: one published but not listed
+        yet is a TransientChannelError, as is a lookup Instagram does not answer."""
+        caption: str = rendered.payload["caption"]
+        since = datetime.fromisoformat(rendered.payload["created_at"]).replace(microsecond=0)
+        with lookup_failures(self.label):
+            posted = self._find_post(caption, since)
+            if posted is None:
+                self._reusable(_containers.get((self.settings.ig_user_id, delivery_id)))  # raises if PUBLISHED
+        return posted
+
     def _find_post(self, caption: str, since: datetime) -> SentPost | None:
-        """This caption's post published since `since` (the publication's creation), if any."""
-        listed = self._call(
-            "GET",
-            f"{self.settings.ig_user_id}/media",
-            params={"fields": "id,caption,permalink,timestamp", "limit": str(RECENT_POSTS)},
-        )
+        """This caption's post published since `since` (the publication's creation, less the clock margin), if
+        any: the account's media newest first, page after page until older ones (LOOKUP_PAGES at most)."""
+        since -= timedelta(seconds=CLOCK_MARGIN_SECONDS)
         wanted = nfc(caption).strip()
-        for post in listed.get("data", []):
-            published = datetime.strptime(str(post.get("timestamp", "")), "%Y-%m-%dT%H:%M:%S%z")
-            if published >= since and nfc(str(post.get("caption", ""))).strip() == wanted:
-                return SentPost(external_id=str(post["id"]), url=post.get("permalink"))
+        params = {"fields": "id,caption,permalink,timestamp", "limit": str(RECENT_POSTS)}
+        for _ in range(LOOKUP_PAGES):
+            listed = self._call("GET", f"{self.settings.ig_user_id}/media", params=params)
+            older = False
+            for post in listed.get("data", []):
+                published = datetime.strptime(str(post.get("timestamp", "")), "%Y-%m-%dT%H:%M:%S%z")
+                older = older or published < since
+                if published >= since and nfc(str(post.get("caption", ""))).strip() == wanted:
+                    return SentPost(external_id=str(post["id"]), url=post.get("permalink"))
+            paging = listed.get("paging") or {}
+            after = (paging.get("cursors") or {}).get("after")
+            if older or not paging.get("next") or not after:
+                break
+            params["after"] = after
         return None
 
     def _reusable(self, container: str | None) -> str | None:
