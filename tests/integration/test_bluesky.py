@@ -372,6 +372,75 @@ def test_a_retried_delivery_finds_its_post_instead_of_posting_again(
     assert keys == {delivery_tid(DELIVERY)}
 
 
+@respx.mock
+def test_a_conflict_whose_lookup_fails_waits_instead_of_failing(sky: BlueskyChannel) -> None:
+    login(respx.mock)
+    respx.post(f"{PDS}/com.atproto.repo.createRecord").mock(
+        return_value=xrpc_error(400, "RecordAlreadyExists", "Record already exists")
+    )
+    respx.get(f"{PDS}/com.atproto.repo.getRecord").mock(return_value=xrpc_error(502, "UpstreamFailure"))
+
+    with pytest.raises(TransientChannelError) as caught:
+        sky.send(sky.render(publication()), delivery_id=DELIVERY)
+
+    assert caught.value.code == "provider_unavailable"
+
+
+@respx.mock
+def test_find_sent_reads_the_record_at_the_delivery_key(sky: BlueskyChannel) -> None:
+    login(respx.mock)
+    probe = respx.get(f"{PDS}/com.atproto.repo.getRecord").mock(
+        side_effect=[httpx.Response(200, json={**created(), "value": {"text": "…"}}), xrpc_error(400, "RecordNotFound")]
+    )
+    rendered = sky.render(publication())
+
+    found = sky.find_sent(rendered, delivery_id=DELIVERY)
+    missing = sky.find_sent(rendered, delivery_id=DELIVERY)
+
+    assert found is not None
+    assert found.external_id == created()["uri"]
+    assert found.url == f"https://bsky.app/profile/{HANDLE}/post/{delivery_tid(DELIVERY)}"
+    assert missing is None
+    assert dict(probe.calls.last.request.url.params) == {
+        "repo": DID,
+        "collection": "app.bsky.feed.post",
+        "rkey": delivery_tid(DELIVERY),
+    }
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (xrpc_error(500, "InternalServerError"), "provider_unavailable"),
+        (xrpc_error(400, "InvalidRequest", "Could not find repo"), "lookup_failed"),
+        (httpx.ReadTimeout("slow"), "timeout"),
+    ],
+)
+def test_find_sent_never_takes_a_failed_lookup_for_an_answer(
+    sky: BlueskyChannel, answer: httpx.Response | Exception, code: str
+) -> None:
+    login(respx.mock)
+    respx.get(f"{PDS}/com.atproto.repo.getRecord").mock(side_effect=[answer])
+
+    with pytest.raises(TransientChannelError) as caught:
+        sky.find_sent(sky.render(publication()), delivery_id=DELIVERY)
+
+    assert caught.value.code == code
+
+
+@respx.mock
+def test_find_sent_with_a_refused_login_is_transient(sky: BlueskyChannel) -> None:
+    respx.post(f"{PDS}/com.atproto.server.createSession").mock(
+        return_value=xrpc_error(401, "AuthenticationRequired", "Invalid identifier or password")
+    )
+
+    with pytest.raises(TransientChannelError) as caught:
+        sky.find_sent(sky.render(publication()), delivery_id=DELIVERY)
+
+    assert caught.value.code == "lookup_failed"
+
+
 def test_delivery_tids_are_valid_stable_and_distinct() -> None:
     syntax = re.compile(r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}")
     ids = [DELIVERY, f"{PUBLICATION_ID[:-1]}H-bluesky", "pub_01-bluesky", "pub_01-bluesky ", "x", ""]
@@ -818,6 +887,25 @@ def test_a_timeout_then_a_retry_leaves_one_post(box: Sandbox) -> None:
 
     [post] = pds(box).posts()
     assert post["uri"] == sent.external_id
+
+
+def test_find_sent_finds_the_post_of_a_timed_out_attempt(box: Sandbox, http: httpx.Client) -> None:
+    box.inject_fault("bluesky", delay_seconds=1.5)
+    with httpx.Client(timeout=0.5) as impatient:
+        rendered = demo(impatient).render(publication())
+        with pytest.raises(TransientChannelError):
+            demo(impatient).send(rendered, delivery_id=DELIVERY)
+    deadline = time.monotonic() + 5
+    while not pds(box).posts() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the slow request completes on the PDS side
+
+    found = demo(http).find_sent(rendered, delivery_id=DELIVERY)
+    other = demo(http).find_sent(rendered, delivery_id="pub_01JOTHER-bluesky")
+
+    [post] = pds(box).posts()
+    assert found is not None
+    assert found.external_id == post["uri"]
+    assert other is None
 
 
 def test_faults_answer_xrpc_errors_and_create_nothing(box: Sandbox, http: httpx.Client) -> None:

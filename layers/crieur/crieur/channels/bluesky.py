@@ -15,7 +15,9 @@ Idempotency: the record key is a TID derived from the delivery id (`delivery_tid
 delivery writes to the same at:// address and a retry after a success conflicts instead of posting again.
 PDS versions answer that conflict differently (RecordAlreadyExists, InvalidSwap, or a bare 500), and a
 timeout can hide a post that was made: after any failed create that may have reached the PDS, the record
-is read back (com.atproto.repo.getRecord) and, when it is there, the delivery is sent with that post.
+is read back (com.atproto.repo.getRecord) and, when it is there, the delivery is sent with that post. The
+same read is `find_sent`, which the worker asks after an attempt of unknown outcome. A read that fails
+(anything but RecordNotFound) is a TransientChannelError: never taken for "not there", nor for "there".
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from crieur.channels.base import (
     call_provider,
     provider_base_url,
 )
+from crieur.channels.lookup import lookup_failures
 from crieur.channels.webhook import check_target_url
 from crieur.media import FetchedMedia, MediaUnavailable, dimensions, shrink_jpeg
 from crieur.models import Media, Publication, utc_now
@@ -266,11 +269,25 @@ class BlueskyChannel(PostChannel[BlueskySettings, BlueskyCredentials]):
         try:
             created = self._call("POST", "com.atproto.repo.createRecord", json=body).json()
         except ChannelError as failed:
-            existing = None if failed.code in NOTHING_WRITTEN else self._existing(session.did, rkey)
+            if failed.code in NOTHING_WRITTEN:
+                raise
+            with lookup_failures(self.label):
+                existing = self._existing(session.did, rkey)
             if existing is None:
                 raise
             created = existing
         return SentPost(external_id=str(created["uri"]), url=f"{APP_URL}/profile/{session.handle}/post/{rkey}")
+
+    def find_sent(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost | None:
+        """The record at the delivery's own key (com.atproto.repo.getRecord): only an attempt of this delivery
+        writes there. None when the PDS answers RecordNotFound; any other failure is a TransientChannelError."""
+        rkey = delivery_tid(delivery_id)
+        with lookup_failures(self.label):
+            session = self._session()
+            existing = self._existing(session.did, rkey)
+        if existing is None:
+            return None
+        return SentPost(external_id=str(existing["uri"]), url=f"{APP_URL}/profile/{session.handle}/post/{rkey}")
 
     def _upload(self, medium: Media) -> dict[str, Any]:
         """One image of app.bsky.embed.images: the uploaded blob, its alt text and its aspect ratio."""
@@ -290,7 +307,8 @@ class BlueskyChannel(PostChannel[BlueskySettings, BlueskyCredentials]):
         return image
 
     def _existing(self, did: str, rkey: str) -> dict[str, Any] | None:
-        """The post at the delivery's key when an earlier attempt made it (getRecord needs no session)."""
+        """The post at the delivery's key when an earlier attempt made it, None on RecordNotFound; any other
+        failure is raised (getRecord needs no session)."""
         request = self.http.build_request(
             "GET",
             f"{self.settings.base}/xrpc/com.atproto.repo.getRecord",
@@ -298,8 +316,10 @@ class BlueskyChannel(PostChannel[BlueskySettings, BlueskyCredentials]):
         )
         try:
             found: dict[str, Any] = call_provider(self.http, self.label, request).json()
-        except ChannelError:  # RecordNotFound, or the PDS is still failing: the original failure stands
-            return None
+        except PermanentChannelError as refused:
+            if _xrpc_error(refused) == "RecordNotFound":
+                return None
+            raise
         return found
 
     # -- delete and check ---------------------------------------------------------------------------------
