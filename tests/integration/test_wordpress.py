@@ -8,6 +8,7 @@ import functools
 import io
 import json
 import os
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -232,6 +233,47 @@ def test_a_retry_updates_the_post_the_first_attempt_made(channel: WordpressChann
 
 
 @respx.mock
+def test_find_sent_looks_the_slug_up_in_any_status(channel: WordpressChannel) -> None:
+    lookup = respx.get(f"{API}/posts").mock(
+        side_effect=[
+            httpx.Response(200, json=[{"id": 7, "link": f"{SITE}/?p=7", "featured_media": 0}]),
+            httpx.Response(200, json=[]),
+        ]
+    )
+    rendered = channel.render(publication())
+
+    found = channel.find_sent(rendered, delivery_id="pub_01JX-wordpress")
+    missing = channel.find_sent(rendered, delivery_id="pub_01JX-wordpress")
+
+    assert found is not None
+    assert (found.external_id, found.url) == ("7", f"{SITE}/?p=7")
+    assert missing is None
+    params = lookup.calls.last.request.url.params
+    assert (params["slug"], params["status"], params["context"]) == (SLUG, "any", "edit")
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (wp_error(500, "internal_server_error"), "provider_unavailable"),
+        (wp_error(401, "incorrect_password"), "lookup_failed"),
+        (wp_error(403, "rest_forbidden_context"), "lookup_failed"),
+        (httpx.ConnectError("refused"), "unreachable"),
+    ],
+)
+def test_find_sent_never_takes_a_failed_lookup_for_an_answer(
+    channel: WordpressChannel, answer: httpx.Response | Exception, code: str
+) -> None:
+    respx.get(f"{API}/posts").mock(side_effect=[answer])
+
+    with pytest.raises(TransientChannelError) as raised:
+        channel.find_sent(channel.render(publication()), delivery_id="pub_01JX-wordpress")
+
+    assert raised.value.code == code
+
+
+@respx.mock
 def test_an_upload_refused_by_wordpress_drops_the_image_not_the_post(channel: WordpressChannel) -> None:
     respx.get(f"{API}/posts").mock(return_value=httpx.Response(200, json=[]))
     found_category()
@@ -371,6 +413,30 @@ def test_a_publication_reaches_the_blog_once_and_is_deleted(sandbox: Sandbox) ->
     channel.delete(first.external_id)
     channel.delete(first.external_id)  # already gone: still a success
     assert imitated(sandbox).posts() == []
+
+
+def test_find_sent_finds_the_article_of_a_timed_out_attempt(sandbox: Sandbox) -> None:
+    channel = live(sandbox)
+    rendered = channel.render(publication())
+    found_before = channel.find_sent(rendered, delivery_id="pub_01JX-wordpress")
+    earlier = channel.send(channel.render(publication("Marché jeudi.")), delivery_id="pub_01JW-wordpress")
+    sandbox.inject_fault("wordpress", delay_seconds=1.0)
+    impatient = live(sandbox)
+    impatient.http = httpx.Client(timeout=0.3)
+    with pytest.raises(TransientChannelError):
+        impatient.send(rendered, delivery_id="pub_01JX-wordpress")
+    deadline = time.monotonic() + 5
+    while len(imitated(sandbox).posts()) < 2 and time.monotonic() < deadline:  # the category exists: the slow
+        time.sleep(0.05)  # write was the article's
+
+    found = channel.find_sent(rendered, delivery_id="pub_01JX-wordpress")
+    other = channel.find_sent(rendered, delivery_id="pub_01JY-wordpress")
+
+    [made] = [post for post in imitated(sandbox).posts() if post["id"] != int(earlier.external_id)]
+    assert found_before is None
+    assert found is not None
+    assert (found.external_id, found.url) == (str(made["id"]), f"{sandbox.url}/wordpress/?p={made['id']}")
+    assert other is None
 
 
 def test_a_scheduled_publication_is_a_future_post(sandbox: Sandbox) -> None:

@@ -8,7 +8,7 @@ the channel's `site_url` points here. Imitated under `/wp-json/wp/v2`:
   `rest_not_logged_in` (or `rest_cannot_create` on a write). A subscriber account answers 403
   `rest_cannot_create` to writes.
 - `GET /users/me?context=edit` (name, roles, capabilities).
-- `GET /posts?slug=…&status=any`, `POST /posts` (title, content, excerpt, status publish|future|draft,
+- `GET /posts?slug=…&status=any` (and `_fields`), `POST /posts` (title, content, excerpt, status publish|future|draft,
   date_gmt required in the future for `future`, slug made unique with -2, -3 as WordPress does, categories,
   featured_media), `POST /posts/<id>` (update), `DELETE /posts/<id>?force=true` (404 rest_post_invalid_id
   when gone; 501 rest_trash_not_supported without force).
@@ -269,12 +269,15 @@ class WordpressImitation:
     def _list_posts(self, request: Request) -> Reply:
         slug = (request.query.get("slug") or [""])[-1]
         status = (request.query.get("status") or ["publish"])[-1]
+        fields = [name for name in (request.query.get("_fields") or [""])[-1].split(",") if name]
         with self._lock:
             found = [
                 self._post_json(p)
                 for p in self._state.posts.values()
                 if (not slug or p.slug == slug) and status in ("any", p.status)
             ]
+        if fields:  # the REST API's global _fields parameter: only these fields of each item
+            found = [{name: item[name] for name in fields if name in item} for item in found]
         return Reply.json(200, found, {"X-WP-Total": str(len(found)), "X-WP-TotalPages": "1"})
 
     def _save(self, body: Any, post_id: int | None, author: int) -> tuple[Reply, str | None]:  # noqa: PLR0911

@@ -28,6 +28,7 @@ from crieur.channels.base import (
     SentPost,
     call_provider,
 )
+from crieur.channels.lookup import lookup_failures
 from crieur.channels.webhook import check_target_url
 from crieur.models import Category, Media, Publication
 from crieur.render.text import compose, nfc, truncate, url_spans
@@ -119,7 +120,8 @@ class WordpressChannel(PostChannel[WordpressSettings, WordpressCredentials]):
 
     Idempotency: the slug is derived from the delivery id. Before creating, `send` looks for an article
     with that slug in any status (GET /posts?slug=…&status=any) and updates it instead, so a retry after a
-    timeout or a crash finds the article the first attempt made rather than making a second one. An image
+    timeout or a crash finds the article the first attempt made rather than making a second one; the same
+    lookup is `find_sent`, which the worker asks after an attempt of unknown outcome. An image
     uploaded by an attempt that failed before its article existed stays unattached in the media library
     (seen only by editors); the retry uploads it again.
     """
@@ -197,10 +199,7 @@ class WordpressChannel(PostChannel[WordpressSettings, WordpressCredentials]):
 
     def send(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost:
         slug = slug_for(delivery_id)
-        existing = self._call(
-            "GET", "/posts", params={"slug": slug, "status": "any", "context": "edit", "_fields": "id,featured_media"}
-        ).json()
-        found = existing[0] if isinstance(existing, list) and existing else None
+        found = self._article(slug)
         body: dict[str, Any] = {
             key: rendered.payload[key] for key in ("title", "content", "excerpt", "status") if key in rendered.payload
         }
@@ -216,6 +215,22 @@ class WordpressChannel(PostChannel[WordpressSettings, WordpressCredentials]):
         path = f"/posts/{found['id']}" if found else "/posts"
         post = self._call("POST", path, json=body).json()
         return SentPost(external_id=str(post["id"]), url=post.get("link"))
+
+    def find_sent(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost | None:
+        """The article with the delivery's slug, in any status (only an attempt of this delivery makes it); a
+        lookup WordPress does not answer is a TransientChannelError."""
+        with lookup_failures(self.label):
+            found = self._article(slug_for(delivery_id))
+        return None if found is None else SentPost(external_id=str(found["id"]), url=found.get("link"))
+
+    def _article(self, slug: str) -> dict[str, Any] | None:
+        """The article with this slug in any status but trashed (GET /posts?slug=…&status=any), if any."""
+        listed = self._call(
+            "GET",
+            "/posts",
+            params={"slug": slug, "status": "any", "context": "edit", "_fields": "id,link,featured_media"},
+        ).json()
+        return listed[0] if isinstance(listed, list) and listed and isinstance(listed[0], dict) else None
 
     def _category(self, name: str) -> int:
         """The id of the category called `name`, created when the site has none."""
