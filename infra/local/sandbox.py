@@ -9,7 +9,8 @@ HTTP surface (all on one port):
 - Mastodon under `/mastodon`: `GET /api/v2/instance`, `GET /api/v1/accounts/verify_credentials` (the channel test),
   `POST /api/v1/statuses` (JSON, form or multipart; Bearer token; `Idempotency-Key` honoured for an hour
   per token; `media_ids` of the token's unattached,
-  processed uploads), `GET` and `DELETE /api/v1/statuses/:id`, `POST /api/v2/media` (multipart `file` +
+  processed uploads), `GET` and `DELETE /api/v1/statuses/:id`, `GET /api/v1/accounts/:id/statuses` (newest
+  first, `limit`, `max_id`, `since_id`, Link rel="next"), `POST /api/v2/media` (multipart `file` +
   `description`; images only; always 202, processed once `GET /api/v1/media/:id` has answered 206 once),
   and the uploaded bytes at `GET /system/media/:id`.
 - Standard Webhooks receiver: `POST /webhook/{name}` (signature checked when a secret is registered).
@@ -739,6 +740,9 @@ class Sandbox:
             return Reply.json(200, self._account(), self._rate_headers())
         if subpath == "/api/v2/media" and method == "POST":
             return self._mastodon_upload(request)
+        match = re.fullmatch(r"/api/v1/accounts/([^/]+)/statuses", subpath)
+        if match and method in ("GET", "HEAD"):
+            return self._mastodon_account_statuses(request, match.group(1))
         match = re.fullmatch(r"/api/v1/statuses/([^/]+)", subpath)
         if match and method in ("GET", "HEAD"):
             return self._mastodon_get(request, match.group(1))
@@ -1106,6 +1110,35 @@ class Sandbox:
         if not visible:
             return Reply.json(404, {"error": NOT_FOUND}, self._rate_headers())
         return Reply.json(200, status, self._rate_headers())
+
+    def _mastodon_account_statuses(self, request: Request, account_id: str) -> Reply:
+        """GET /api/v1/accounts/:id/statuses: newest first, `limit` (20, at most 40), `max_id`, `since_id`;
+        a Link header (rel="next") while older statuses remain. The account's public and unlisted ones without
+        a token; the others with a token."""
+        if account_id != self._account()["id"]:
+            return Reply.json(404, {"error": NOT_FOUND}, self._rate_headers())
+        query = {name: values[-1] for name, values in request.query.items()}
+        try:
+            limit = min(40, max(1, int(query.get("limit") or 20)))
+            max_id, since_id = int(query.get("max_id") or 0), int(query.get("since_id") or 0)
+        except ValueError:
+            return Reply.json(400, {"error": "Bad request"}, self._rate_headers())
+        token = self.bearer(request)
+        with self._lock:
+            listed = [
+                status
+                for status_id, status in sorted(self._statuses.items(), key=lambda item: int(item[0]), reverse=True)
+                if status_id not in self._deleted
+                and (not max_id or int(status_id) < max_id)
+                and int(status_id) > since_id
+                and (token is not None or status["visibility"] in ("public", "unlisted"))
+            ]
+        page = listed[:limit]
+        headers = self._rate_headers()
+        if len(listed) > limit:
+            older = urllib.parse.urlencode({"limit": limit, "max_id": page[-1]["id"]})
+            headers["Link"] = f'<{self.mastodon_url()}/api/v1/accounts/{account_id}/statuses?{older}>; rel="next"'
+        return Reply.json(200, page, headers)
 
     def _mastodon_delete(self, request: Request, status_id: str) -> Reply:
         fault = self.take_fault("mastodon")

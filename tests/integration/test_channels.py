@@ -16,8 +16,9 @@ from crieur.channels.base import PermanentChannelError, RenderedPost, TransientC
 from crieur.channels.mastodon import MastodonChannel, MastodonCredentials, MastodonSettings
 from crieur.channels.webhook import WebhookChannel, WebhookCredentials, WebhookSettings
 from crieur.models import Publication
+from crieur.outbound import guarded_client
 from crieur.render.text import weighted_length
-from crieur.security import guarded_client, new_webhook_secret, verify_webhook
+from crieur.security import new_webhook_secret, verify_webhook
 
 INSTANCE = "https://mastodon.example"
 EVENT = RenderedPost(text=None, payload={"type": "publication.published", "data": {"a": 1}})
@@ -320,6 +321,103 @@ def test_mastodon_refused_upload_is_classified_and_posts_nothing(toot: MastodonC
     assert caught.value.code == "rejected"
     assert caught.value.provider_message == "Validation failed: File content type is invalid"
     assert not statuses.called
+
+
+@pytest.fixture
+def account_cache() -> None:
+    mastodon._account_ids.clear()
+
+
+def mastodon_status(status_id: str, content: str, created_at: str = "2026-11-27T00:00:05.000Z") -> dict[str, object]:
+    return {"id": status_id, "created_at": created_at, "content": content, "url": f"{INSTANCE}/@mairie/{status_id}"}
+
+
+# What Mastodon 4 makes of "Travaux\n\nLa rue de l'Église & la place…\n\nPlan : https://…\n#actualité".
+RENDERED_AS = (
+    "<p>Travaux</p><p>La rue de l&#39;Église &amp; la place sont fermées lundi.</p><p>Plan : "
+    '<a href="https://mairie.example.fr/travaux/plan-de-la-deviation" target="_blank" rel="nofollow noopener" '
+    'translate="no"><span class="invisible">https://</span><span class="ellipsis">mairie.example.fr/travaux/pla'
+    '</span><span class="invisible">n-de-la-deviation</span></a><br /><a href="https://mastodon.example/tags/'
+    'actualit%C3%A9" class="mention hashtag" rel="tag">#<span>actualité</span></a></p>'
+)
+
+
+def test_status_text_reads_the_html_back_as_the_text_posted() -> None:
+    assert mastodon.status_text(RENDERED_AS) == (
+        "Travaux\n\nLa rue de l'Église & la place sont fermées lundi.\n\n"
+        "Plan : https://mairie.example.fr/travaux/plan-de-la-deviation\n#actualité"
+    )
+
+
+@respx.mock
+def test_mastodon_find_sent_reads_the_account_statuses_since_the_publication(
+    toot: MastodonChannel, account_cache: None
+) -> None:
+    instance_says()
+    me = respx.get(f"{INSTANCE}/api/v1/accounts/verify_credentials").respond(json={"id": "109", "acct": "mairie"})
+    rendered = toot.render(
+        publication(
+            "La rue de l'Église & la place sont fermées lundi.",
+            links=[{"url": "https://mairie.example.fr/travaux/plan-de-la-deviation", "label": "Plan"}],
+        )
+    )
+    newer = [mastodon_status(str(2000 - n), f"<p>Avis {n}</p>") for n in range(40)]
+    statuses = respx.get(f"{INSTANCE}/api/v1/accounts/109/statuses").mock(
+        side_effect=[
+            httpx.Response(200, json=newer),
+            httpx.Response(200, json=[mastodon_status("1101", RENDERED_AS)]),
+            httpx.Response(200, json=[mastodon_status("1100", "<p>Autre</p>")]),
+        ]
+    )
+
+    found = toot.find_sent(rendered, delivery_id="pub_01JDELIVERY-mastodon")
+    missing = toot.find_sent(toot.render(publication("Jamais publié.")), delivery_id="d")
+
+    assert found is not None
+    assert (found.external_id, found.url) == ("1101", f"{INSTANCE}/@mairie/1101")
+    assert missing is None
+    assert me.call_count == 1  # the account's id is kept
+    first, second, _ = (call.request for call in statuses.calls)
+    assert first.headers["Authorization"] == "Bearer tok"
+    assert dict(first.url.params) == {"limit": "40", "exclude_replies": "true", "exclude_reblogs": "true"}
+    assert second.url.params["max_id"] == "1961"
+
+
+@respx.mock
+def test_mastodon_find_sent_stops_at_statuses_older_than_the_publication(
+    toot: MastodonChannel, account_cache: None
+) -> None:
+    instance_says()
+    respx.get(f"{INSTANCE}/api/v1/accounts/verify_credentials").respond(json={"id": "109"})
+    rendered = toot.render(publication())
+    older = mastodon_status("900", f"<p>{rendered.text}</p>", created_at="2026-11-26T23:58:59.000Z")
+    statuses = respx.get(f"{INSTANCE}/api/v1/accounts/109/statuses").respond(json=[older] * 40)
+
+    assert toot.find_sent(rendered, delivery_id="d") is None  # the same text, but before the publication
+    assert statuses.call_count == 1
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (httpx.Response(503), "provider_unavailable"),
+        (httpx.Response(429, headers={"X-RateLimit-Reset": "2026-11-27T00:05:00Z"}), "rate_limited"),
+        (httpx.Response(401, json={"error": "The access token is invalid"}), "lookup_failed"),
+        (httpx.Response(404, json={"error": "Record not found"}), "lookup_failed"),
+    ],
+)
+def test_mastodon_find_sent_never_takes_a_failed_lookup_for_an_answer(
+    toot: MastodonChannel, account_cache: None, answer: httpx.Response, code: str
+) -> None:
+    instance_says()
+    respx.get(f"{INSTANCE}/api/v1/accounts/verify_credentials").respond(json={"id": "109"})
+    respx.get(f"{INSTANCE}/api/v1/accounts/109/statuses").mock(return_value=answer)
+
+    with pytest.raises(TransientChannelError) as raised:
+        toot.find_sent(toot.render(publication()), delivery_id="d")
+
+    assert raised.value.code == code
 
 
 @respx.mock

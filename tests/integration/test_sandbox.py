@@ -99,7 +99,7 @@ def test_a_status_is_posted_and_received(sandbox: Sandbox, http: httpx.Client) -
     assert item["id"] == sent.external_id
     assert item["status"] == 200
     assert payload.payload["media"] == []
-    assert item["body"] == {key: value for key, value in payload.payload.items() if key != "media"}
+    assert item["body"] == {key: value for key, value in payload.payload.items() if key not in ("media", "since")}
     assert item["headers"]["authorization"] == "Bearer [redacted]"
     assert item["headers"]["idempotency-key"] == "pub_01-mastodon"
     assert sent.url == f"{sandbox.mastodon_url()}/@demo/{sent.external_id}"
@@ -237,6 +237,45 @@ def test_a_delay_longer_than_the_client_timeout_is_transient(sandbox: Sandbox) -
     assert first["id"] == retried.external_id
     assert replay["duplicate"] is True
     assert len(created([first, replay])) == 1
+
+
+def test_find_sent_finds_a_timed_out_status_without_its_idempotency_key(sandbox: Sandbox, http: httpx.Client) -> None:
+    sandbox.inject_fault("mastodon", delay_seconds=1.0)
+    rendered = mastodon(sandbox, http).render(
+        publication("Fête & bal ce soir : https://mairie.example.fr/fete.\nVenez nombreux !")
+    )
+    with httpx.Client(timeout=0.5) as impatient, pytest.raises(TransientChannelError):
+        mastodon(sandbox, impatient).send(rendered, delivery_id="pub_01-mastodon")
+    deadline = time.monotonic() + 5
+    while not sandbox.received("mastodon") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for number in range(3):  # the account posts on
+        mastodon(sandbox, http).send(post({"status": f"Avis {number}"}), delivery_id=f"d{number}")
+
+    found = mastodon(sandbox, http).find_sent(rendered, delivery_id="pub_01-mastodon")
+    other = mastodon(sandbox, http).find_sent(
+        mastodon(sandbox, http).render(publication("Jamais publié.")), delivery_id="pub_02-mastodon"
+    )
+
+    first = sandbox.received("mastodon")[0]
+    assert found is not None
+    assert (found.external_id, found.url) == (first["id"], f"{sandbox.mastodon_url()}/@demo/{first['id']}")
+    assert other is None
+
+
+def test_the_account_statuses_are_listed_newest_first_page_by_page(sandbox: Sandbox, http: httpx.Client) -> None:
+    channel = mastodon(sandbox, http)
+    made = [channel.send(post({"status": f"Avis {n}"}), delivery_id=f"d{n}").external_id for n in range(5)]
+    channel.delete(made[2])
+    url = f"{sandbox.mastodon_url()}/api/v1/accounts/1/statuses"
+
+    first = http.get(url, params={"limit": 2}, headers={"Authorization": f"Bearer {TOKEN}"})
+    second = http.get(first.links["next"]["url"], headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert [status["id"] for status in first.json()] == [made[4], made[3]]
+    assert [status["id"] for status in second.json()] == [made[1], made[0]]
+    assert "next" not in second.links
+    assert http.get(f"{sandbox.mastodon_url()}/api/v1/accounts/2/statuses").status_code == 404
 
 
 def test_a_long_body_is_cut_to_the_instance_limit(sandbox: Sandbox, http: httpx.Client) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from html.parser import HTMLParser
 from typing import Any, ClassVar
 
 import httpx
@@ -21,6 +23,7 @@ from crieur.channels.base import (
     TransientChannelError,
     call_provider,
 )
+from crieur.channels.lookup import CLOCK_MARGIN_SECONDS, LOOKUP_PAGES, comparable, lookup_failures
 from crieur.channels.webhook import check_target_url
 from crieur.models import Media, Publication
 from crieur.render.text import compose, weighted_length
@@ -34,6 +37,10 @@ IMAGE_TYPES: dict[str, str] = {"image/jpeg": "jpg", "image/png": "png", "image/g
 VIDEO_REASON = "Vidéo : Crieur ne publie pas encore de vidéos sur Mastodon."
 POLL_DELAYS: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0)
 """Waits before each look at an upload still being processed: about five seconds in all."""
+LOOKUP_SIZE = 40
+"""Statuses per page of the lookup (Mastodon's most)."""
+STATUS_FIELDS = ("status", "visibility", "language")
+"""The rendered payload's fields that POST /api/v1/statuses takes as they are."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,8 @@ class InstanceLimits:
 
 _instance_limits: dict[str, tuple[float, InstanceLimits]] = {}
 """Per instance base URL: (monotonic expiry, limits). One GET /api/v2/instance per hour per instance."""
+_account_ids: dict[tuple[str, str], str] = {}
+"""Per (instance base URL, access token): the account's id, so that a lookup reads verify_credentials once."""
 
 
 class MastodonSettings(ChannelSettings):
@@ -99,6 +108,12 @@ class MastodonChannel(PostChannel[MastodonSettings, MastodonCredentials]):
     unattached, and Mastodon deletes unattached media by itself (after a day), so they are harmless and
     nobody sees them. The status itself cannot be posted twice: its Idempotency-Key is the delivery id,
     and Mastodon answers a known key with the status it already made (whatever media ids come with it).
+
+    Mastodon keeps an Idempotency-Key for an hour only, so `find_sent` (which the worker asks after an attempt
+    of unknown outcome) looks among the account's statuses since the publication was created: GET
+    /api/v1/accounts/verify_credentials once per container for the account's id, then
+    /api/v1/accounts/:id/statuses, newest first, LOOKUP_SIZE a page, at most LOOKUP_PAGES pages, for the one
+    whose text (its HTML `content` read back as text) is the rendered text, white space aside.
     """
 
     name: ClassVar = "mastodon"
@@ -151,6 +166,7 @@ class MastodonChannel(PostChannel[MastodonSettings, MastodonCredentials]):
                 "visibility": "public",
                 "language": "fr",
                 "media": [{"url": decision.url, "alt": decision.alt} for decision in decisions if decision.kept],
+                "since": (publication.created_at - timedelta(seconds=CLOCK_MARGIN_SECONDS)).isoformat(),
             },
         )
 
@@ -195,7 +211,7 @@ class MastodonChannel(PostChannel[MastodonSettings, MastodonCredentials]):
         """
         media: list[dict[str, str]] = rendered.payload.get("media") or []
         media_ids = [self._upload(item) for item in media]
-        body: dict[str, Any] = {key: value for key, value in rendered.payload.items() if key != "media"}
+        body: dict[str, Any] = {key: rendered.payload[key] for key in STATUS_FIELDS if key in rendered.payload}
         if media_ids:
             body["media_ids"] = media_ids
         # Mastodon honours Idempotency-Key for an hour: a retry after a crash cannot post twice.
@@ -207,6 +223,38 @@ class MastodonChannel(PostChannel[MastodonSettings, MastodonCredentials]):
         )
         status = call_provider(self.http, self.label, request).json()
         return SentPost(external_id=str(status["id"]), url=status.get("url"))
+
+    def find_sent(self, rendered: RenderedPost, *, delivery_id: str) -> SentPost | None:
+        """The account's status since the publication with the rendered text (see the class docstring); a
+        lookup Mastodon does not answer is a TransientChannelError."""
+        since = datetime.fromisoformat(rendered.payload["since"])
+        wanted = comparable(rendered.payload["status"])
+        with lookup_failures(self.label):
+            path = f"/api/v1/accounts/{self._account_id()}/statuses"
+            params: dict[str, Any] = {"limit": LOOKUP_SIZE, "exclude_replies": "true", "exclude_reblogs": "true"}
+            for _ in range(LOOKUP_PAGES):
+                statuses = self._get(path, params)
+                for status in statuses:
+                    if datetime.fromisoformat(status["created_at"]) < since:
+                        return None  # newest first: the rest is older than the publication
+                    if comparable(status_text(status.get("content") or "")) == wanted:
+                        return SentPost(external_id=str(status["id"]), url=status.get("url"))
+                if len(statuses) < LOOKUP_SIZE:
+                    break
+                params["max_id"] = statuses[-1]["id"]
+        return None
+
+    def _account_id(self) -> str:
+        key = (self.settings.base, self.credentials.access_token)
+        if key not in _account_ids:
+            _account_ids[key] = str(self._get("/api/v1/accounts/verify_credentials")["id"])
+        return _account_ids[key]
+
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        request = self.http.build_request(
+            "GET", f"{self.settings.base}{path}", params=params, headers=self._authorization()
+        )
+        return call_provider(self.http, self.label, request).json()
 
     def _upload(self, item: dict[str, str]) -> str:
         """POST /api/v2/media with the image and its alt text; the attachment's id once Mastodon has processed it."""
@@ -261,3 +309,29 @@ class MastodonChannel(PostChannel[MastodonSettings, MastodonCredentials]):
         return ChannelCheck(
             ok=True, account=f"@{account.get('acct', '?')}", message="Le compte Mastodon est joignable et autorisé."
         )
+
+
+class _StatusText(HTMLParser):
+    """A status's HTML `content` read back as the text posted: paragraphs and line breaks become new lines;
+    links keep their whole address (Mastodon hides part of it in spans, not from the text)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.parts.append("\n")
+        elif tag == "p" and self.parts:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def status_text(content: str) -> str:
+    """The text of a status as Mastodon renders it in `content`."""
+    parser = _StatusText()
+    parser.feed(content)
+    parser.close()
+    return "".join(parser.parts)
