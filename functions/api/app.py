@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
+import sys
 from functools import cache, partial
-from typing import Annotated, Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -14,31 +17,14 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
 from aws_lambda_powertools.shared.json_encoder import Encoder
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from crieur import config, idempotency
-from crieur.billing import billing_month, price_list
+from crieur import config
 from crieur.channels.base import ChannelCheck
-from crieur.channels.webpush import WebPushSubscriptionRequest, WebPushUnsubscribeRequest
-from crieur.errors import CrieurError, Unauthenticated
+from crieur.errors import Conflict, CrieurError, Unauthenticated
 from crieur.errors import NotFound as CrieurNotFound
-from crieur.eventhooks.model import EventEndpointList, EventEndpointRequest, NewEventEndpoint
-from crieur.eventhooks.service import EventEndpoints
-from crieur.inbound.model import (
-    InboundSourceList,
-    InboundSourceRequest,
-    InboundSourceView,
-    NewInboundSource,
-    RotatedSecret,
-)
-from crieur.inbound.service import InboundSources, InboundWebhooks, body_bytes
 from crieur.models import (
     ChannelConfigRequest,
     ChannelConfigView,
@@ -55,20 +41,45 @@ from crieur.models import (
     utc_now,
 )
 from crieur.problems import FieldProblem, Problem, document_problems, field_errors
-from crieur.service import PublicationService
-from crieur.subscribers import (
-    CodeConfirmation,
-    Confirmed,
-    SubscriberCounts,
-    SubscriptionAccepted,
-    SubscriptionRequest,
-    UnsubscribeRequest,
-    confirmation_page,
-    unsubscribe_form_page,
-    unsubscribed_page,
-)
-from crieur.usage import usage_csv, usage_report
-from crieur.weather.broadcast import WeatherAlerts
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+
+    from crieur import subscribers
+    from crieur.channels import webpush
+    from crieur.eventhooks import model as hooks
+    from crieur.eventhooks.service import EventEndpoints
+    from crieur.inbound import model as inbound
+    from crieur.inbound.service import InboundSources, InboundWebhooks
+    from crieur.service import PublicationService
+    from crieur.weather.broadcast import WeatherAlerts
+
+
+def lazy(name: str) -> ModuleType:
+    """The module `name`, executed on its first attribute access.
+
+    A route's annotations are read when the route is first called (powertools builds each route's validation
+    lazily), so the models of the routes a request does not take (subscriptions, Web Push, webhooks) and their
+    libraries (email_validator, phonenumbers, cryptography) stay out of its cold start (ARCHITECTURE.md §8)."""
+    found = sys.modules.get(name)
+    if found is not None:
+        return found
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module
+
+
+if not TYPE_CHECKING:
+    subscribers = lazy("crieur.subscribers")
+    webpush = lazy("crieur.channels.webpush")
+    hooks = lazy("crieur.eventhooks.model")
+    inbound = lazy("crieur.inbound.model")
 
 MAX_BODY_BYTES = 256 * 1024
 PUBLIC_FILE_TYPES = (
@@ -90,18 +101,35 @@ logger = Logger()
 app = APIGatewayHttpResolver(
     enable_validation=True, serializer=partial(json.dumps, separators=(",", ":"), cls=Encoder, ensure_ascii=False)
 )
-app.configure_openapi(
-    title="Crieur",
-    version="1",
-    description="Publier une fois, diffuser partout : l'API des communes.",
-    security_schemes={"bearer": HTTPBearer(description="Clé d'API de la commune")},
-    security=[{"bearer": []}],
-)
-app.enable_swagger(path="/v1/docs")
+
+
+@cache
+def configure_openapi() -> None:
+    """The document's title and security scheme: only the OpenAPI routes need them, and powertools' models of
+    the OpenAPI document (~30 ms to import) with them."""
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+
+    app.configure_openapi(
+        title="Crieur",
+        version="1",
+        description="Publier une fois, diffuser partout : l'API des communes.",
+        security_schemes={"bearer": HTTPBearer(description="Clé d'API de la commune")},
+        security=[{"bearer": []}],
+    )
+
+
+def openapi_configured(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:
+    configure_openapi()
+    return next_middleware(app)
+
+
+app.enable_swagger(path="/v1/docs", middlewares=[openapi_configured])
 
 
 @cache
 def service() -> PublicationService:
+    from crieur.service import PublicationService
+
     return PublicationService(
         store=config.store(),
         fanout=config.fanout(),
@@ -195,19 +223,13 @@ def refused(error: CrieurError) -> Response[str]:
     return problem(error.status, error.title, error.detail, error.errors or None, error.extensions)
 
 
-@app.exception_handler(  # type: ignore[untyped-decorator]
-    IdempotencyValidationError
-)
-def key_reused(_: IdempotencyValidationError) -> Response[str]:
-    message = "Cette clé a déjà servi pour une publication différente : utilisez une nouvelle clé."
-    return problem(422, "Données invalides", message, [("Idempotency-Key", message)])
+class KeyReused(CrieurError):
+    status = 422
+    title = "Données invalides"
 
-
-@app.exception_handler(  # type: ignore[untyped-decorator]
-    IdempotencyAlreadyInProgressError
-)
-def key_in_progress(_: IdempotencyAlreadyInProgressError) -> Response[str]:
-    return problem(409, "Conflit", "Une publication avec cette clé est en cours de création : réessayez.")
+    def __init__(self) -> None:
+        message = "Cette clé a déjà servi pour une publication différente : utilisez une nouvelle clé."
+        super().__init__(message, [("Idempotency-Key", message)])
 
 
 @app.not_found
@@ -223,6 +245,7 @@ def health() -> dict[str, str]:
 @cache
 def openapi_document() -> str:
     """The OpenAPI 3.1 document, with the problems (RFC 9457) the API really answers with."""
+    configure_openapi()
     document = document_problems(json.loads(app.get_openapi_json_schema()))
     return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
@@ -239,13 +262,7 @@ def create_publication(
 ) -> Response[Publication]:
     where = commune()
     if idempotency_key:
-        publication_id = idempotency.once(
-            where,
-            idempotency_key,
-            request.model_dump(mode="json"),
-            lambda: service().publish(where, request).id,
-        )
-        publication = service().get_publication(where, publication_id)
+        publication = service().get_publication(where, published_once(where, idempotency_key, request))
     else:
         publication = service().publish(where, request)
     return Response(
@@ -254,6 +271,27 @@ def create_publication(
         body=publication,
         headers={"Location": f"/v1/publications/{publication.id}"},
     )
+
+
+def published_once(where: str, key: str, request: PublicationRequest) -> str:
+    """The id of the publication this `Idempotency-Key` created, publishing it first if the key is new (the
+    idempotency layer is loaded by the requests that carry a key, and only by them)."""
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    from crieur import idempotency
+
+    idempotency.config().register_lambda_context(app.lambda_context)
+    try:
+        return idempotency.once(
+            where, key, request.model_dump(mode="json"), lambda: service().publish(where, request).id
+        )
+    except IdempotencyValidationError as reused:
+        raise KeyReused() from reused
+    except IdempotencyAlreadyInProgressError as running:
+        raise Conflict("Une publication avec cette clé est en cours de création : réessayez.") from running
 
 
 @app.get("/v1/publications")
@@ -315,6 +353,9 @@ def get_usage(
 ) -> Response[Any]:
     """Ce que la commune a consommé ce mois-ci (ou `month`) : lignes, total HT, TVA, TTC ; `format=csv` pour la
     comptabilité."""
+    from crieur.billing import billing_month, price_list
+    from crieur.usage import usage_csv, usage_report
+
     where = commune()
     chosen = month or billing_month(utc_now())
     report = usage_report(config.store(), price_list(), where, chosen)
@@ -330,6 +371,8 @@ def get_usage(
 
 @cache
 def weather_alerts() -> WeatherAlerts:
+    from crieur.weather.broadcast import WeatherAlerts
+
     return WeatherAlerts(store=config.store(), publications=service(), sources=config.vigilance_sources)
 
 
@@ -350,11 +393,13 @@ def put_weather_alerts(settings: WeatherAlertSettings) -> WeatherAlertSettings:
 
 @cache
 def event_endpoints() -> EventEndpoints:
+    from crieur.eventhooks.service import EventEndpoints
+
     return EventEndpoints(store=config.store(), vault=config.vault())
 
 
 @app.get("/v1/event-endpoints")
-def list_event_endpoints() -> EventEndpointList:
+def list_event_endpoints() -> hooks.EventEndpointList:
     """Les adresses qui reçoivent les événements de la commune (publication diffusée, échec, canal à
     reconnecter, budget atteint), sans leurs secrets."""
     return event_endpoints().list_endpoints(commune())
@@ -363,7 +408,7 @@ def list_event_endpoints() -> EventEndpointList:
 @app.post(
     "/v1/event-endpoints", responses={201: {"description": "Point de réception créé : secret affiché une seule fois"}}
 )
-def create_event_endpoint(request: EventEndpointRequest) -> Response[NewEventEndpoint]:
+def create_event_endpoint(request: hooks.EventEndpointRequest) -> Response[hooks.NewEventEndpoint]:
     """Abonne une adresse https à des événements, envoyés signés (Standard Webhooks) : le secret whsec_… qui
     permet de vérifier la signature n'est montré qu'ici."""
     created = event_endpoints().create(commune(), request)
@@ -408,22 +453,26 @@ def delete_channel(channel: ChannelName) -> Response[str]:
 
 @cache
 def inbound_sources() -> InboundSources:
+    from crieur.inbound.service import InboundSources
+
     return InboundSources(store=config.store(), vault=config.vault())
 
 
 @cache
 def inbound_webhooks() -> InboundWebhooks:
+    from crieur.inbound.service import InboundWebhooks
+
     return InboundWebhooks(sources=inbound_sources(), publications=service())
 
 
 @app.get("/v1/inbound-sources")
-def list_inbound_sources() -> InboundSourceList:
+def list_inbound_sources() -> inbound.InboundSourceList:
     """Les sites autorisés à publier par webhook, avec les dates de leurs secrets (jamais les secrets)."""
     return inbound_sources().list_sources(commune())
 
 
 @app.post("/v1/inbound-sources", responses={201: {"description": "Source créée : secret affiché une seule fois"}})
-def create_inbound_source(request: InboundSourceRequest) -> Response[NewInboundSource]:
+def create_inbound_source(request: inbound.InboundSourceRequest) -> Response[inbound.NewInboundSource]:
     """Autorise un site à publier : son secret de signature whsec_… (et sa clé d'adresse) n'est montré qu'ici."""
     created = inbound_sources().create(commune(), request)
     return Response(
@@ -435,12 +484,12 @@ def create_inbound_source(request: InboundSourceRequest) -> Response[NewInboundS
 
 
 @app.get("/v1/inbound-sources/<source_id>")
-def get_inbound_source(source_id: Annotated[str, Path(max_length=64)]) -> InboundSourceView:
+def get_inbound_source(source_id: Annotated[str, Path(max_length=64)]) -> inbound.InboundSourceView:
     return inbound_sources().get(commune(), source_id)
 
 
 @app.post("/v1/inbound-sources/<source_id>/rotate")
-def rotate_inbound_secret(source_id: Annotated[str, Path(max_length=64)]) -> RotatedSecret:
+def rotate_inbound_secret(source_id: Annotated[str, Path(max_length=64)]) -> inbound.RotatedSecret:
     """Un nouveau secret ; l'ancien reste valide 24 heures, le temps de mettre le site à jour."""
     return inbound_sources().rotate(commune(), source_id)
 
@@ -465,6 +514,8 @@ def receive_inbound(
 ) -> Response[Publication]:
     """Webhook signé (Standard Webhooks : webhook-id, webhook-timestamp, webhook-signature) d'un site de la
     commune : une publication Crieur ou un article WordPress publié. Sans clé d'API : la signature fait foi."""
+    from crieur.inbound.service import body_bytes
+
     event = app.current_event
     publication, created = inbound_webhooks().receive(
         insee, source_id, dict(event.headers), body_bytes(event.raw_event), key
@@ -547,7 +598,7 @@ def webpush_key(insee: Annotated[str, Path(max_length=5)]) -> dict[str, str]:
 
 @app.post("/public/<insee>/webpush/subscriptions", security=[{}], responses={201: {"description": "Abonné"}})
 def webpush_subscribe(
-    insee: Annotated[str, Path(max_length=5)], request: WebPushSubscriptionRequest
+    insee: Annotated[str, Path(max_length=5)], request: webpush.WebPushSubscriptionRequest
 ) -> Response[dict[str, Any]]:
     """Enregistre l'abonnement d'un navigateur (PushSubscription et catégories choisies, aucune : toutes)."""
     from crieur.channels.webpush import subscribe
@@ -558,7 +609,9 @@ def webpush_subscribe(
 
 
 @app.delete("/public/<insee>/webpush/subscriptions", security=[{}], responses={204: {"description": "Désabonné"}})
-def webpush_unsubscribe(insee: Annotated[str, Path(max_length=5)], request: WebPushUnsubscribeRequest) -> Response[str]:
+def webpush_unsubscribe(
+    insee: Annotated[str, Path(max_length=5)], request: webpush.WebPushUnsubscribeRequest
+) -> Response[str]:
     """Retire l'abonnement d'un navigateur (corps : {"endpoint": …})."""
     from crieur.channels.webpush import unsubscribe
 
@@ -596,8 +649,8 @@ def one_click_unsubscribe(event: dict[str, Any]) -> bool:
     responses={202: {"description": "Demande enregistrée : confirmation envoyée si l'adresse peut être inscrite"}},
 )
 def subscribe(
-    insee: Annotated[str, Path(pattern=INSEE)], request: SubscriptionRequest
-) -> Response[SubscriptionAccepted]:
+    insee: Annotated[str, Path(pattern=INSEE)], request: subscribers.SubscriptionRequest
+) -> Response[subscribers.SubscriptionAccepted]:
     """Inscrit un numéro de mobile et/ou une adresse e-mail aux messages de la commune (sujets choisis, aucun :
     tous), avec la version du texte de consentement lu. Rien n'est envoyé avant la confirmation : un code par
     SMS, un lien par e-mail. La réponse est la même que l'adresse soit déjà inscrite ou non."""
@@ -606,7 +659,9 @@ def subscribe(
 
 
 @app.delete("/public/<insee>/subscriptions", security=[{}], responses={204: {"description": "Désinscrit"}})
-def unsubscribe_address(insee: Annotated[str, Path(pattern=INSEE)], request: UnsubscribeRequest) -> Response[str]:
+def unsubscribe_address(
+    insee: Annotated[str, Path(pattern=INSEE)], request: subscribers.UnsubscribeRequest
+) -> Response[str]:
     """Désinscrit un numéro et/ou une adresse et efface tout ce qui les concerne (même réponse s'ils n'étaient
     pas inscrits)."""
     config.subscribers().unsubscribe(insee, request)
@@ -614,7 +669,9 @@ def unsubscribe_address(insee: Annotated[str, Path(pattern=INSEE)], request: Uns
 
 
 @app.post("/public/<insee>/subscriptions/confirm", security=[{}])
-def confirm_code(insee: Annotated[str, Path(pattern=INSEE)], request: CodeConfirmation) -> Confirmed:
+def confirm_code(
+    insee: Annotated[str, Path(pattern=INSEE)], request: subscribers.CodeConfirmation
+) -> subscribers.Confirmed:
     """Confirme une inscription par SMS avec le code à 6 chiffres reçu (5 essais)."""
     return config.subscribers().confirm_code(insee, request)
 
@@ -632,7 +689,7 @@ def confirm_link(
 ) -> Response[str]:
     """Le lien de confirmation reçu par e-mail."""
     confirmed = config.subscribers().confirm_link(insee, token)
-    return Response(200 if confirmed else 404, HTML, confirmation_page(confirmed), headers=PAGE_HEADERS)
+    return Response(200 if confirmed else 404, HTML, subscribers.confirmation_page(confirmed), headers=PAGE_HEADERS)
 
 
 @app.get(
@@ -645,7 +702,7 @@ def unsubscribe_page(
 ) -> Response[str]:
     """Le lien de désinscription d'un e-mail : une page avec un bouton (les robots qui ouvrent les liens ne
     désinscrivent personne)."""
-    return Response(200, HTML, unsubscribe_form_page(token), headers=PAGE_HEADERS)
+    return Response(200, HTML, subscribers.unsubscribe_form_page(token), headers=PAGE_HEADERS)
 
 
 @app.post(
@@ -661,11 +718,11 @@ def unsubscribe_one_click(
 ) -> Response[str]:
     """Désinscription en un clic (RFC 8058 : le client de messagerie envoie List-Unsubscribe=One-Click)."""
     done = config.subscribers().unsubscribe_token(insee, token)
-    return Response(200 if done else 404, HTML, unsubscribed_page(done), headers=PAGE_HEADERS)
+    return Response(200 if done else 404, HTML, subscribers.unsubscribed_page(done), headers=PAGE_HEADERS)
 
 
 @app.get("/v1/subscribers")
-def subscriber_counts() -> SubscriberCounts:
+def subscriber_counts() -> subscribers.SubscriberCounts:
     """Combien d'habitants sont inscrits par SMS et par e-mail (confirmés, en attente, par sujet) : des nombres
     seulement, jamais les adresses."""
     return config.subscribers().counts(commune())
@@ -697,5 +754,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     early = refused_early(event)
     if early is not None:
         return early
-    idempotency.config().register_lambda_context(context)
     return app.resolve(event, context)

@@ -470,8 +470,28 @@ class Store:
         if len(heads) > limit:
             last = heads[limit - 1]
             next_cursor = _encode_cursor({name: last[name] for name in ("pk", "sk", "gsi1pk", "gsi1sk")})
-        publications = [self.get_publication(commune, str(head["id"])) for head in heads[:limit]]
-        return [p for p in publications if p is not None], next_cursor
+        ids = [str(head["id"]) for head in heads[:limit]]
+        if status or not ids:  # a filtered page is not contiguous: its range may hold many other publications
+            publications = [self.get_publication(commune, publication_id) for publication_id in ids]
+            return [p for p in publications if p is not None], next_cursor
+        return self._publications_between(commune, ids), next_cursor
+
+    def _publications_between(self, commune: str, ids: list[str]) -> list[Publication]:
+        """The publications `ids` (newest first, contiguous), with their deliveries, read in one query of the
+        range of sort keys they span instead of one query each."""
+        from boto3.dynamodb.conditions import Key
+
+        span = Key("sk").between(_publication_sk(ids[-1]), _publication_sk(ids[0]) + "#~")
+        items = self._query_all(
+            {"KeyConditionExpression": Key("pk").eq(_commune_pk(commune)) & span, "ConsistentRead": True}
+        )
+        heads = {str(item["id"]): item for item in items if item.get("type") == "publication"}
+        deliveries: dict[str, dict[str, Delivery]] = {publication_id: {} for publication_id in heads}
+        for item in items:
+            if item.get("type") == "delivery":
+                publication_id, _, channel = str(item["sk"]).removeprefix("P#").partition("#D#")
+                deliveries.setdefault(publication_id, {})[channel] = self._delivery(item)
+        return [self._publication(commune, heads[i], deliveries[i]) for i in ids if i in heads]
 
     def claim_delivery(self, commune: str, publication_id: str, channel: str, token: str, lease_seconds: int) -> Claim:
         """pending|retrying (or a crashed worker's expired sending) → sending, for this worker only."""
