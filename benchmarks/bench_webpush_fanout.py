@@ -38,7 +38,7 @@ from crieur.channels.webpush import (
     vapid_authorization,
 )
 from crieur.models import Publication
-from crieur.security import guarded_client
+from crieur.outbound import guarded_client
 from infra.local.imitations.webpush import WebpushImitation
 from infra.local.sandbox import Sandbox
 

@@ -40,9 +40,9 @@ from crieur.channels.base import (
 from crieur.channels.instagram import InstagramChannel, InstagramCredentials, InstagramSettings
 from crieur.media import MediaFetcher
 from crieur.models import Publication
+from crieur.outbound import GuardedTransport, guarded_client
 from crieur.render.instagram import hashtag_positions
 from crieur.render.text import nfc
-from crieur.security import GuardedTransport, guarded_client
 from infra.local.imitations.instagram import DEMO_TOKEN, DEMO_USER_ID, EXPIRED_TOKEN, InstagramImitation
 from infra.local.sandbox import Sandbox
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import infra.local.imitations
-from crieur.security import guarded_client
+from crieur.outbound import guarded_client
 from crieur.weather.departments import METROPOLITAN_DEPARTEMENTS
 from crieur.weather.diff import EventKind, diff
 from crieur.weather.errors import SourceAuthError, SourceUnavailable

@@ -31,7 +31,7 @@ from crieur.channels import ADAPTERS, webpush
 from crieur.channels.base import RecipientOutcome, RenderedPost, RetractUnsupported
 from crieur.channels.webpush import WebpushChannel, WebpushCredentials, WebpushSettings
 from crieur.models import FanoutMessage, Publication, utc_now
-from crieur.security import guarded_client
+from crieur.outbound import guarded_client
 from crieur.store import Store
 from infra.local.imitations.webpush import WebpushImitation
 from infra.local.sandbox import Sandbox

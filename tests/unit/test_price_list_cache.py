@@ -5,17 +5,24 @@ from __future__ import annotations
 import pytest
 from aws_lambda_powertools.utilities import parameters
 
-from crieur import billing
+from crieur import aws, billing
+
+
+class MissingParameters:
+    """SSM without the parameter: every read is recorded, then refused as powertools refuses it."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get(self, name: str, **_: object) -> str:
+        self.asked.append(name)
+        raise parameters.GetParameterError("ParameterNotFound")
 
 
 def test_a_missing_price_list_parameter_is_cached_like_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
-    asked: list[str] = []
-
-    def missing(name: str, **_: object) -> str:
-        asked.append(name)
-        raise parameters.GetParameterError("ParameterNotFound")
-
-    monkeypatch.setattr(parameters, "get_parameter", missing)
+    ssm = MissingParameters()
+    asked = ssm.asked
+    monkeypatch.setattr(aws, "parameters", lambda: ssm)
     monkeypatch.setenv("CRIEUR_PRICE_LIST_PARAMETER", "/crieur/test-missing-prices")
     monkeypatch.setattr(billing, "_price_list_missing_until", {})
     first, second = billing.price_list(), billing.price_list()

@@ -1,9 +1,9 @@
 import pytest
 
+from crieur.outbound import check_public_host
 from crieur.security import (
     ForbiddenTarget,
     InvalidSignature,
-    check_public_host,
     hash_api_key,
     new_api_key,
     new_webhook_secret,

@@ -14,7 +14,8 @@ import pytest
 
 from crieur.media import MediaFetcher, MediaUnavailable
 from crieur.models import Media
-from crieur.security import ForbiddenTarget, GuardedBackend, check_public_host, guarded_client
+from crieur.outbound import GuardedBackend, check_public_host, guarded_client
+from crieur.security import ForbiddenTarget
 
 PUBLIC = "93.184.215.14"
 HOSTILE = [

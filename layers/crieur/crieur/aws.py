@@ -12,6 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
     from mypy_boto3_kms.client import KMSClient
     from mypy_boto3_pinpoint_sms_voice_v2.client import PinpointSMSVoiceV2Client
@@ -59,6 +60,15 @@ def s3() -> Any:
     return session().client("s3")
 
 
+@cache
+def parameters() -> SSMProvider:
+    """powertools' SSM parameters (with their cache) on this module's session: powertools' own default provider
+    would open a second boto3 session, which reloads botocore's endpoint data (~40 ms of cold start)."""
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+    return SSMProvider(boto3_client=session().client("ssm"))
+
+
 def _messaging_config() -> Any:
     """No retry inside a call: a throttled send is retried by the queue, recipient by recipient."""
     from botocore.config import Config
@@ -84,5 +94,5 @@ def sesv2() -> SESV2Client:
 
 def reset() -> None:
     """Forget every client (tests switch endpoints between cases)."""
-    for factory in (session, dynamodb, sns, sqs, kms, scheduler, s3, sms, sesv2):
+    for factory in (session, dynamodb, sns, sqs, kms, scheduler, s3, parameters, sms, sesv2):
         factory.cache_clear()

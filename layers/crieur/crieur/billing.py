@@ -71,10 +71,12 @@ def price_list() -> PriceList:
     name = os.environ.get("CRIEUR_PRICE_LIST_PARAMETER")
     if not name or _price_list_missing_until.get(name, 0.0) > time.monotonic():
         return default_prices()
-    from aws_lambda_powertools.utilities.parameters import GetParameterError, get_parameter
+    from aws_lambda_powertools.utilities.parameters import GetParameterError
+
+    from crieur import aws
 
     try:
-        return PriceList.model_validate_json(str(get_parameter(name, max_age=PRICE_CACHE_SECONDS)))
+        return PriceList.model_validate_json(str(aws.parameters().get(name, max_age=PRICE_CACHE_SECONDS)))
     except GetParameterError:
         _price_list_missing_until[name] = time.monotonic() + PRICE_CACHE_SECONDS
         return default_prices()

@@ -1,4 +1,8 @@
-"""Deployment settings read from the environment (set by template.yaml, or by the local stack)."""
+"""Deployment settings read from the environment (set by template.yaml, or by the local stack).
+
+Each factory imports what it builds: a function pays at cold start for the adapters its requests use only
+(crieur.events and its models, httpx, the scheduler…), not for every one a Crieur function may use.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,14 @@ from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING
 
-import httpx
-
-from crieur.credentials import KmsVault
-from crieur.events import SqsEvents
-from crieur.fanout import SnsFanout
-from crieur.schedule import EventBridgeScheduling
-from crieur.security import guarded_client
-from crieur.store import Store
-
 if TYPE_CHECKING:
+    import httpx
+
+    from crieur.credentials import KmsVault
+    from crieur.events import SqsEvents
+    from crieur.fanout import SnsFanout
+    from crieur.schedule import EventBridgeScheduling
+    from crieur.store import Store
     from crieur.subscribers import Subscribers
     from crieur.weather.broadcast import VigilanceSource
     from crieur.weather.meteofrance import MeteoFranceCredentials
@@ -31,11 +33,15 @@ def required(name: str) -> str:
 
 @cache
 def store() -> Store:
+    from crieur.store import Store
+
     return Store(required("CRIEUR_TABLE_NAME"))
 
 
 @cache
 def vault() -> KmsVault:
+    from crieur.credentials import KmsVault
+
     return KmsVault(os.environ.get("CRIEUR_KMS_KEY_ID"))
 
 
@@ -51,12 +57,16 @@ def subscribers() -> Subscribers:
 
 @cache
 def fanout() -> SnsFanout:
+    from crieur.fanout import SnsFanout
+
     return SnsFanout(required("CRIEUR_TOPIC_ARN"))
 
 
 @cache
 def events() -> SqsEvents:
     """The events queue (status events for the communes' endpoints), on every function that emits them."""
+    from crieur.events import SqsEvents
+
     return SqsEvents(required("CRIEUR_EVENTS_QUEUE_URL"))
 
 
@@ -64,11 +74,15 @@ def events() -> SqsEvents:
 def http() -> httpx.Client:
     """The guarded HTTP client every adapter uses, one per container (CRIEUR_HTTP_TIMEOUT_SECONDS, default 10,
     is a knob of the local stack's soak)."""
+    from crieur.outbound import guarded_client
+
     return guarded_client(float(os.environ.get("CRIEUR_HTTP_TIMEOUT_SECONDS", "10")))
 
 
 @cache
 def scheduling() -> EventBridgeScheduling:
+    from crieur.schedule import EventBridgeScheduling
+
     return EventBridgeScheduling(
         group=required("CRIEUR_SCHEDULE_GROUP"),
         release_function_arn=required("CRIEUR_RELEASE_FUNCTION_ARN"),
@@ -79,15 +93,16 @@ def scheduling() -> EventBridgeScheduling:
 
 def meteofrance_credentials() -> MeteoFranceCredentials | None:
     """The Météo-France portal credentials, a JSON SecureString in SSM (cached 5 minutes); None when unset."""
-    from aws_lambda_powertools.utilities.parameters import GetParameterError, get_parameter
+    from aws_lambda_powertools.utilities.parameters import GetParameterError
 
+    from crieur import aws
     from crieur.weather.meteofrance import MeteoFranceCredentials
 
     name = os.environ.get("CRIEUR_METEOFRANCE_PARAMETER")
     if not name:
         return None
     try:
-        value = get_parameter(name, decrypt=True, max_age=300)
+        value = aws.parameters().get(name, decrypt=True, max_age=300)
     except GetParameterError:
         return None
     return MeteoFranceCredentials.model_validate_json(str(value))

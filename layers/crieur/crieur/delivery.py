@@ -20,9 +20,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from aws_lambda_powertools import Logger
 
 from crieur.billing import PriceList, billing_month, price_list
@@ -46,6 +45,9 @@ from crieur.fanout import ChunkQueue
 from crieur.models import ChannelName, DeliveryError, FanoutMessage, Publication, utc_now
 from crieur.redaction import secret_values, secrets_hidden
 from crieur.store import Metering, Outcome, RecipientResult, Store
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = Logger(child=True)
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from crieur.models import Media
 from crieur.security import ForbiddenTarget
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_MEDIA_BYTES = 20 * 1024 * 1024
 
@@ -110,6 +112,8 @@ class MediaFetcher:
         return found
 
     def _download(self, media: Media) -> FetchedMedia:
+        import httpx  # loaded already: self.http is an httpx client
+
         url = str(media.url)
         try:
             with self.http.stream("GET", url, follow_redirects=False) as response:

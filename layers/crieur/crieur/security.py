@@ -1,4 +1,5 @@
-"""Secrets and trust: API keys, Standard Webhooks signatures, and the outbound-address guard (SSRF)."""
+"""Secrets and trust: API keys, Standard Webhooks signatures, and the outbound-address guard (SSRF); the HTTP
+client that enforces the guard is crieur.outbound."""
 
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ import ipaddress
 import os
 import secrets
 import socket
-import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-import httpcore
-import httpx
 
 API_KEY_PREFIX = "crieur_"
 WEBHOOK_SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
@@ -153,68 +150,3 @@ def public_address(host: str, port: int) -> str:
         if not _is_public(str(sockaddr[0])):
             raise ForbiddenTarget(f"{host} désigne une adresse privée ou locale ({sockaddr[0]}) : refusé")
     return str(infos[0][4][0])
-
-
-def check_public_host(host: str, port: int) -> None:
-    """Resolves `host` and refuses it when any of its addresses is not public."""
-    try:
-        public_address(host, port)
-    except socket.gaierror as unknown:
-        raise httpx.ConnectError(f"nom de domaine introuvable : {host}") from unknown
-
-
-class GuardedBackend(httpcore.NetworkBackend):
-    """Opens every connection to the address it checked: a name is resolved once, at connect time, so a DNS
-    answer that turns private between a check and the connection (DNS rebinding) never reaches a private host.
-    TLS still verifies the certificate against the name (httpcore passes the name as server_hostname)."""
-
-    def __init__(self, inner: httpcore.NetworkBackend) -> None:
-        self.inner = inner
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        if not private_targets_allowed():
-            try:
-                host = public_address(host, port)
-            except socket.gaierror as unknown:
-                raise httpcore.ConnectError(f"nom de domaine introuvable : {host}") from unknown
-        return self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
-    ) -> httpcore.NetworkStream:
-        raise ForbiddenTarget("socket Unix : refusé")
-
-    def sleep(self, seconds: float) -> None:
-        self.inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.HTTPTransport):
-    """Every connection goes through GuardedBackend: each redirect hop too, and a pooled connection is one that
-    was checked when it was opened."""
-
-    def __init__(self, *, retries: int = 0, http2: bool = False, verify: ssl.SSLContext | bool = True) -> None:
-        super().__init__(retries=retries, http2=http2, verify=verify)
-        pool = self._pool
-        assert isinstance(pool, httpcore.ConnectionPool)
-        pool._network_backend = GuardedBackend(pool._network_backend)
-
-
-def guarded_client(timeout: float = 10.0) -> httpx.Client:
-    """The only HTTP client channel adapters use for commune-provided addresses.
-
-    HTTP/2 wherever the server offers it over TLS (push services do: the messages of a Web Push chunk then
-    share one connection), HTTP/1.1 elsewhere; the guard checks every connection either way.
-    """
-    return httpx.Client(
-        transport=GuardedTransport(retries=0, http2=True),
-        timeout=httpx.Timeout(timeout, connect=5.0),
-        follow_redirects=False,
-        headers={"User-Agent": "Crieur/0.1 (+https://github.com/crieur)"},
-    )

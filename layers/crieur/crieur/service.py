@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
 from ulid import ULID
@@ -53,6 +52,9 @@ from crieur.problems import field_errors
 from crieur.redaction import secret_values, secrets_hidden
 from crieur.schedule import Scheduling
 from crieur.store import ChannelRecord, InvalidCursor, Store
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = Logger(child=True)
 

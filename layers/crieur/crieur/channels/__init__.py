@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import httpx
 from pydantic import ValidationError
 
 from crieur.channels.base import Channel, PermanentChannelError
-from crieur.media import MediaFetcher
 from crieur.models import ChannelName
+
+if TYPE_CHECKING:
+    import httpx
+
+    from crieur.media import MediaFetcher
 
 
 class _Adapters(dict[ChannelName, "type[Channel[Any, Any]] | str"]):

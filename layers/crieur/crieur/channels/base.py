@@ -16,14 +16,16 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from crieur.media import FetchedMedia, MediaFetcher, MediaUnavailable
 from crieur.models import ChannelName, Media, Publication
 from crieur.security import ForbiddenTarget
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class ChannelSettings(BaseModel):
@@ -198,6 +200,8 @@ def raise_for_provider_status(response: httpx.Response, provider: str) -> None:
 
 def call_provider(client: httpx.Client, provider: str, request: httpx.Request) -> httpx.Response:
     """Sends one request and turns transport failures into channel errors."""
+    import httpx  # loaded already: the client is one
+
     try:
         response = client.send(request)
     except ForbiddenTarget as forbidden:

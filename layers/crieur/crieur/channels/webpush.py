@@ -44,8 +44,9 @@ from crieur.channels.base import (
     retry_after_seconds,
 )
 from crieur.models import Category, Publication
+from crieur.outbound import check_public_host
 from crieur.render.text import nfc, truncate
-from crieur.security import ForbiddenTarget, check_public_host, local_http_allowed, private_targets_allowed
+from crieur.security import ForbiddenTarget, local_http_allowed, private_targets_allowed
 
 if TYPE_CHECKING:
     from crieur.credentials import CredentialVault
