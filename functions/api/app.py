@@ -43,8 +43,6 @@ from crieur.models import (
 from crieur.problems import FieldProblem, Problem, document_problems, field_errors
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-
     from crieur import subscribers
     from crieur.channels import webpush
     from crieur.eventhooks import model as hooks
@@ -95,6 +93,7 @@ here: it pulls the feed generators in at cold start)."""
 PROBLEM = "application/problem+json"
 NOT_JSON = "Envoyez du JSON : en-tête Content-Type: application/json."
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+DOCS = "/v1/docs"
 
 logger = Logger()
 # UTF-8 bodies: "Marché de Noël", not "March\u00e9 de No\u00ebl".
@@ -106,7 +105,7 @@ app = APIGatewayHttpResolver(
 @cache
 def configure_openapi() -> None:
     """The document's title and security scheme: only the OpenAPI routes need them, and powertools' models of
-    the OpenAPI document (~30 ms to import) with them."""
+    the OpenAPI document (~30 ms to import) with them (ARCHITECTURE.md §8)."""
     from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
     app.configure_openapi(
@@ -118,12 +117,12 @@ def configure_openapi() -> None:
     )
 
 
-def openapi_configured(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response[str]:
+@cache
+def enable_docs() -> None:
+    """The Swagger UI at /v1/docs, registered by the first request for it: registering imports the OpenAPI
+    models too."""
     configure_openapi()
-    return next_middleware(app)
-
-
-app.enable_swagger(path="/v1/docs", middlewares=[openapi_configured])
+    app.enable_swagger(path=DOCS)
 
 
 @cache
@@ -754,4 +753,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     early = refused_early(event)
     if early is not None:
         return early
+    if event.get("rawPath") == DOCS:
+        enable_docs()
     return app.resolve(event, context)
