@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.parameters import SSMProvider
+    from mypy_boto3_dynamodb.client import DynamoDBClient
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource
     from mypy_boto3_kms.client import KMSClient
     from mypy_boto3_pinpoint_sms_voice_v2.client import PinpointSMSVoiceV2Client
@@ -32,6 +33,13 @@ def session() -> Any:
 @cache
 def dynamodb() -> DynamoDBServiceResource:
     return session().resource("dynamodb")  # type: ignore[no-any-return]
+
+
+@cache
+def dynamodb_client() -> DynamoDBClient:
+    """The low-level client, for a function that reads without the store (the authorizer: the resource layer
+    costs ~15 ms more to create)."""
+    return session().client("dynamodb")  # type: ignore[no-any-return]
 
 
 @cache

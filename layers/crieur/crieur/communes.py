@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from crieur import apikeys
 from crieur.errors import Conflict, InvalidInput, NotFound
 from crieur.models import Commune, departement_of
 from crieur.security import NewApiKey, hash_api_key, new_api_key
 from crieur.store import AlreadyExists, Store
-
-BEARER = "bearer "
 
 
 @dataclass
@@ -44,7 +43,4 @@ class CommuneService:
 
     def commune_for_authorization(self, header: str | None) -> str | None:
         """The commune a `Bearer <key>` header belongs to, or None for a missing, unknown or revoked key."""
-        if not header or not header.lower().startswith(BEARER):
-            return None
-        key = header[len(BEARER) :].strip()
-        return self.store.commune_for_key(hash_api_key(key)) if key else None
+        return apikeys.commune_for_authorization(self.store.table_name, header)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from botocore.exceptions import ClientError
 
 from crieur import aws
+from crieur.apikeys import api_key_item
 from crieur.eventhooks.model import EndpointAttempt, EventDeliveryRecord, EventEndpointRecord
 from crieur.inbound.model import InboundSourceRecord, SealedSecret
 from crieur.models import (
@@ -209,7 +210,7 @@ class Store:
                 {
                     "Put": {
                         "TableName": self.table_name,
-                        "Item": {"pk": f"K#{key_hash}", "sk": "KEY", "commune": commune, "key_id": key_id},
+                        "Item": {**api_key_item(key_hash), "commune": commune, "key_id": key_id},
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }
                 },
@@ -227,10 +228,6 @@ class Store:
             ]
         )
 
-    def commune_for_key(self, key_hash: str) -> str | None:
-        item = self.table.get_item(Key={"pk": f"K#{key_hash}", "sk": "KEY"}).get("Item")
-        return str(item["commune"]) if item else None
-
     def revoke_api_key(self, commune: str, key_id: str) -> bool:
         listed = self.table.get_item(Key={"pk": _commune_pk(commune), "sk": f"KEY#{key_id}"}).get("Item")
         if not listed:
@@ -240,7 +237,7 @@ class Store:
                 {
                     "Delete": {
                         "TableName": self.table_name,
-                        "Key": {"pk": "K#" + str(listed["key_hash"]), "sk": "KEY"},
+                        "Key": api_key_item(str(listed["key_hash"])),
                     }
                 },
                 {
