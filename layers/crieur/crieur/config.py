@@ -108,12 +108,19 @@ def meteofrance_credentials() -> MeteoFranceCredentials | None:
     return MeteoFranceCredentials.model_validate_json(str(value))
 
 
-def vigilance_sources() -> list[tuple[str, Callable[[], VigilanceSource]]]:
-    """Météo-France first; MeteoAlarm when it fails or is not configured."""
-    from crieur.weather.meteoalarm import MeteoAlarmSource
+def meteofrance_source() -> VigilanceSource:
     from crieur.weather.meteofrance import MeteoFranceSource
 
-    return [
-        ("meteofrance", lambda: MeteoFranceSource(http(), None, meteofrance_credentials())),
-        ("meteoalarm", lambda: MeteoAlarmSource(http())),
-    ]
+    return MeteoFranceSource(http(), None, meteofrance_credentials())
+
+
+def meteoalarm_source() -> VigilanceSource:
+    from crieur.weather.meteoalarm import MeteoAlarmSource
+
+    return MeteoAlarmSource(http())
+
+
+def vigilance_sources() -> list[tuple[str, Callable[[], VigilanceSource]]]:
+    """Météo-France first; MeteoAlarm when it fails or is not configured (each source's module is imported by
+    the tick that asks it: MeteoAlarm's parser is not loaded while Météo-France answers)."""
+    return [("meteofrance", meteofrance_source), ("meteoalarm", meteoalarm_source)]

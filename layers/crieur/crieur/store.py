@@ -18,8 +18,6 @@ from botocore.exceptions import ClientError
 
 from crieur import aws
 from crieur.apikeys import api_key_item
-from crieur.eventhooks.model import EndpointAttempt, EventDeliveryRecord, EventEndpointRecord
-from crieur.inbound.model import InboundSourceRecord, SealedSecret
 from crieur.models import (
     ChannelName,
     Commune,
@@ -37,6 +35,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
     from crieur.channels.webpush import Subscription
+    from crieur.eventhooks.model import EndpointAttempt, EventDeliveryRecord, EventEndpointRecord
+    from crieur.inbound.model import InboundSourceRecord, SealedSecret
     from crieur.subscribers import SubscriberRecord
 
 ClaimOutcome = Literal["claimed", "final", "busy", "missing"]
@@ -1171,6 +1171,8 @@ class Store:
 
     @staticmethod
     def _event_endpoint(item: dict[str, Any]) -> EventEndpointRecord:
+        from crieur.eventhooks.model import EventEndpointRecord  # the events function's: not every function's import
+
         secret = item["secret"]
         return EventEndpointRecord(
             id=str(item["id"]),
@@ -1192,6 +1194,8 @@ class Store:
         ).get("Item")
         if item is None:
             return None
+        from crieur.eventhooks.model import EventDeliveryRecord
+
         return EventDeliveryRecord(
             event_id=event_id,
             type=str(item["event_type"]),
@@ -1201,6 +1205,8 @@ class Store:
 
     @staticmethod
     def _endpoint_attempt(value: dict[str, Any]) -> EndpointAttempt:
+        from crieur.eventhooks.model import EndpointAttempt
+
         return EndpointAttempt(
             state=value["state"],
             attempts=int(str(value.get("attempts", 0))),
@@ -1665,6 +1671,8 @@ def _sealed_items(secrets: tuple[SealedSecret, ...]) -> list[dict[str, Any]]:
 
 
 def _inbound_source(item: dict[str, Any]) -> InboundSourceRecord:
+    from crieur.inbound.model import InboundSourceRecord, SealedSecret  # the API's: not every function's import
+
     def binary(value: Any) -> bytes:
         return bytes(value.value if hasattr(value, "value") else value)
 
