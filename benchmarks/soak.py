@@ -8,14 +8,15 @@ between the provider's answer and the status write (their SQS batch comes back).
 - every publication and every delivery is in a final state;
 - no post twice in the sandbox (per publication and provider), and every `sent` delivery has its post;
 - the usage lines (what the commune is billed) match the posts the sandbox accepted;
-- nothing sits in a channel's DLQ unless its delivery is reported `failed`. While the soak waits, dead
-  letters are redriven as the runbook's DeadLetterAlarm says (`crieur dlq redrive`); those whose delivery was
-  not final when dead-lettered (a worker killed on the last receive) are listed.
+- nothing sits in a channel's DLQ unless its delivery is reported `failed`. Nobody redrives: each channel's
+  deliver function reads its own DLQ (the DeadLetters mapping) and settles what a worker killed on the last
+  receive, or a last attempt without answer, left there (`sent` when the post is found on the provider, else
+  `failed`); the soak counts those readings.
 
 The last line reads `lost: N, duplicated: N, publications: N, deliveries: N`; the exit status is 0 only when
 nothing was lost, duplicated or mis-billed. Loopback only, bounded in time (--deadline, 30 minutes by
 default: on two cores the local stack delivers a few posts a second); knobs shortened for the run: retry
-base 1 s, claim lease 15 s, HTTP timeout 2 s, queue visibility 20 s.
+base 1 s, claim lease 15 s, HTTP timeout 2 s, queue and dead-letter queue visibility 20 s.
 """
 
 from __future__ import annotations
@@ -172,6 +173,8 @@ class Quiet:
 
     def __init__(self, log_path: str | None) -> None:
         self.crashes = 0
+        self.dead_letters = 0
+        """Dead letters read by the deliver functions (crieur.delivery logs each)."""
         self._lock = threading.Lock()
         self._file = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
 
@@ -179,6 +182,8 @@ class Quiet:
         with self._lock:
             if "CRASH injected" in line:
                 self.crashes += 1
+            if "dead letter received" in line:
+                self.dead_letters += 1
             if self._file is not None:
                 self._file.write(f"{label} | {line}\n")
 
@@ -237,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         sqs = _sqs(stack)
         queues = {}
         for channel in CHANNELS:
-            mapping = _mapping(stack, channel)
-            sqs.set_queue_attributes(
-                QueueUrl=mapping.queue_url, Attributes={"VisibilityTimeout": str(VISIBILITY_SECONDS)}
-            )
-            queues[channel] = _dead_letter_queue(stack, channel)
+            for mapping in (_mapping(stack, channel), _mapping(stack, channel, dead_letters=True)):
+                sqs.set_queue_attributes(
+                    QueueUrl=mapping.queue_url, Attributes={"VisibilityTimeout": str(VISIBILITY_SECONDS)}
+                )
+            queues[channel] = _mapping(stack, channel, dead_letters=True).queue_url
         chaos = Chaos(
             channels=frozenset(CHANNELS),
             error_rate=args.error_rate,
@@ -287,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
             extra = f", final {final}/{len(ids)}" if final is not None else ""
             _say(
                 f"  {elapsed:5.0f} s: published {len(ids)}/{args.publications}{extra}; faults {dict(chaos.drawn)}, "
-                f"crashes {console.crashes}"
+                f"crashes {console.crashes}, dead letters read {console.dead_letters}"
             )
 
         senders = ThreadPoolExecutor(max_workers=args.senders)
@@ -303,20 +308,19 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         store = Store(stack.outputs["TableName"])
         pending = set(ids.values())
         states: dict[str, tuple[str, dict[str, str]]] = {}
-        redriven: list[tuple[Pair, str]] = []
         while pending and time.monotonic() < deadline:
             for publication_id in list(pending):
                 publication = store.get_publication(owner[publication_id], publication_id)
                 if publication is None:
                     continue
-                state = (publication.status, {name: d.status for name, d in publication.deliveries.items()})
+                state: tuple[str, dict[str, str]] = (
+                    publication.status,
+                    {name: d.status for name, d in publication.deliveries.items()},
+                )
                 states[publication_id] = state
                 if state[0] in FINAL_PUBLICATIONS and set(state[1].values()) <= FINAL_DELIVERIES:
                     pending.discard(publication_id)
             progress(len(ids) - len(pending))
-            for channel, url in queues.items():  # the runbook's DeadLetterAlarm: redrive once the cause is gone
-                for pair in _redrive(sqs, url, _mapping(stack, channel).queue_url, channel):
-                    redriven.append((pair, states.get(pair[0], ("", {}))[1].get(pair[1], "?")))
             if pending:
                 time.sleep(5)
         stack.sandbox.set_chaos(None)
@@ -344,11 +348,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0912, PLR0915 - one 
         )
         statuses = Counter(status for _, deliveries in states.values() for status in deliveries.values())
         print(f"deliveries by status: {dict(statuses)}; DLQ messages: {len(dead)}")
-        stuck = [f"{pair[0]}/{pair[1]} ({status})" for pair, status in redriven if status not in FINAL_DELIVERIES]
-        print(
-            f"dead-lettered then redriven as the runbook says: {len(redriven)}, of which not final when "
-            f"dead-lettered: {len(stuck)} {stuck[:5]}"
-        )
+        print(f"dead letters read and settled by the deliver functions: {console.dead_letters}")
         print(result.detail())
         print(result.last_line())
         return 0 if result.ok and not refused else 1
@@ -425,37 +425,19 @@ def _sqs(stack: Any) -> Any:
     )
 
 
-def _mapping(stack: Any, channel: str) -> Any:
+def _mapping(stack: Any, channel: str, *, dead_letters: bool = False) -> Any:
+    """The channel's queue mapping, or (`dead_letters`) its dead-letter queue's."""
     function = next(
         f
         for f in stack.deployment.functions.values()
         if f.logical_id.endswith("DeliverFunction") and f.environment.get("CHANNEL") == channel
     )
-    return next(m for m in stack.deployment.event_source_mappings if m.function == function.name)
-
-
-def _dead_letter_queue(stack: Any, channel: str) -> str:
-    prefix = _mapping(stack, channel).queue_url.rsplit("/", 1)[0]
-    resource = next(
-        resource
-        for logical_id, resource in stack.deployment.resources.items()
-        if logical_id.endswith("/DeadLetterQueue") and logical_id.lower().startswith(channel)
+    dead_letter_arn = function.environment["CRIEUR_DEAD_LETTER_QUEUE_ARN"]
+    return next(
+        m
+        for m in stack.deployment.event_source_mappings
+        if m.function == function.name and (m.queue_arn == dead_letter_arn) is dead_letters
     )
-    ref = str(resource.ref)
-    return ref if ref.startswith("http") else f"{prefix}/{ref}"
-
-
-def _redrive(sqs: Any, dead_letter_url: str, queue_url: str, channel: str) -> list[Pair]:
-    """`crieur dlq redrive --channel X`, as an operator would run it on the DeadLetterAlarm; the pairs moved."""
-    from crieur.dlq import redrive
-
-    depth = sqs.get_queue_attributes(QueueUrl=dead_letter_url, AttributeNames=["ApproximateNumberOfMessages"])
-    if not int(depth["Attributes"]["ApproximateNumberOfMessages"]):
-        return []
-    seen = _dead_letters(sqs, dead_letter_url, channel, visibility=2)
-    time.sleep(2.5)  # visible again for the redrive
-    redrive(dead_letter_url, queue_url)
-    return seen
 
 
 def _dead_letters(sqs: Any, url: str, channel: str, visibility: int = 300) -> list[Pair]:

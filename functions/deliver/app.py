@@ -50,11 +50,15 @@ def worker() -> DeliveryWorker:
 def record_handler(record: SQSRecord) -> None:
     message = FanoutMessage.model_validate_json(record.body)
     receive_count = int(record.attributes.approximate_receive_count)
-    retry = worker().handle(message, receive_count)
+    # The channel's DLQ is mapped to this function too: there the delivery ends (failed, or sent when found).
+    dead = record.event_source_arn == os.environ.get("CRIEUR_DEAD_LETTER_QUEUE_ARN")
+    retry = worker().dead_letter(message, receive_count) if dead else worker().handle(message, receive_count)
     if retry is None:
         metrics.add_metric(name="DeliveriesSettled", unit=MetricUnit.Count, value=1)
         return
     metrics.add_metric(name="DeliveriesRetried", unit=MetricUnit.Count, value=1)
+    if dead:  # no visibility change on the DLQ (receive and delete only): back after its visibility timeout
+        raise RetryLater(f"{message.publication_id}: dead letter, {retry.reason}")
     aws.sqs().change_message_visibility(
         QueueUrl=os.environ["CRIEUR_QUEUE_URL"],
         ReceiptHandle=record.receipt_handle,

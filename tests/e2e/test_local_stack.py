@@ -274,7 +274,7 @@ def test_a_third_channel_block_appears_locally_unchanged(stack: LocalStack, tmp_
     assert stack.deployment is not None
     before = {function.environment.get("CHANNEL") for function in stack.deployment.functions.values()}
     assert channels == before | {"third"}
-    (mapping,) = [m for m in deployment.event_source_mappings if "ThirdChannel" in m.logical_id]
+    (mapping,) = [m for m in deployment.event_source_mappings if m.logical_id == "ThirdChannel/Deliveries"]
     assert mapping.batch_size == 10
     assert mapping.report_batch_item_failures
     subscription = deployment.resources["ThirdChannel/Subscription"].properties

@@ -93,11 +93,8 @@ def test_each_channel_alarms_on_its_dead_letter_queue_and_deliver_errors(
     assert set(found) == {"DeadLetterAlarm", "DeliverErrorsAlarm"}
     assert all(channel["Resources"][name]["Condition"] == "HasAlarmTopic" for name in found)
     dlq = found["DeadLetterAlarm"]
-    assert (dlq["Namespace"], dlq["MetricName"], dlq["Statistic"]) == (
-        "AWS/SQS",
-        "ApproximateNumberOfMessagesVisible",
-        "Maximum",
-    )
+    # Received, not visible: the DeadLetters mapping takes each dead letter at once (infra/channel.yaml).
+    assert (dlq["Namespace"], dlq["MetricName"], dlq["Statistic"]) == ("AWS/SQS", "NumberOfMessagesReceived", "Sum")
     assert dlq["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]}}]
     assert found["DeliverErrorsAlarm"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "DeliverFunction"}}]
     apps = [r for r in main["Resources"].values() if r["Type"] == "AWS::Serverless::Application"]

@@ -267,6 +267,9 @@ def providers(monkeypatch: pytest.MonkeyPatch) -> respx.MockRouter:
     monkeypatch.setenv("CRIEUR_ALLOW_PRIVATE_TARGETS", "1")
     with respx.mock(assert_all_called=False) as router:
         router.get(f"{INSTANCE}/api/v2/instance").respond(json={"configuration": {"statuses": {"max_characters": 500}}})
+        # The lookup after an attempt of unknown outcome (a worker killed): the account has no status yet.
+        router.get(f"{INSTANCE}/api/v1/accounts/verify_credentials").respond(json={"id": "1"})
+        router.get(host="mastodon.example", path="/api/v1/accounts/1/statuses").respond(json=[])
         yield router
 
 

@@ -305,6 +305,31 @@ def test_channel_queue_and_dead_letter_queue(channel: dict[str, Any]) -> None:
     assert int(fn["Environment"]["Variables"]["CRIEUR_MAX_RECEIVE_COUNT"]) == queue["RedrivePolicy"]["maxReceiveCount"]
 
 
+def test_each_channel_reads_its_own_dead_letter_queue(channel: dict[str, Any]) -> None:
+    """A dead letter is settled by the channel's deliver function (crieur.delivery, dead_letter), which may only
+    receive and delete there: no send (nothing goes back to the DLQ) and no visibility change."""
+    resources = channel["Resources"]
+    fn = resources["DeliverFunction"]["Properties"]
+    assert fn["Environment"]["Variables"]["CRIEUR_DEAD_LETTER_QUEUE_ARN"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    assert resources["DeadLetters"]["Properties"] == {
+        "EventSourceArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
+        "FunctionName": {"Ref": "DeliverFunction"},
+        "BatchSize": {"Ref": "BatchSize"},
+        "MaximumBatchingWindowInSeconds": 1,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": 2},
+    }
+    mappings = [name for name, r in resources.items() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mappings == ["Deliveries", "DeadLetters"]  # in this order: the queue's is a function's first mapping
+    assert resources["DeadLetterQueue"]["Properties"]["VisibilityTimeout"] >= 6 * fn["Timeout"]
+    dead_letter_arn = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+    statements = fn["Policies"][0]["Statement"]
+    on_dead_letters = [s for s in statements if "Fn::If" not in s and s["Resource"] == dead_letter_arn]
+    assert [(s["Sid"], sorted(s["Action"])) for s in on_dead_letters] == [
+        ("PollOwnDeadLetters", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"])
+    ]
+
+
 def test_channel_subscription_exact_filter(channel: dict[str, Any]) -> None:
     sub = channel["Resources"]["Subscription"]["Properties"]
     assert sub["Protocol"] == "sqs"
@@ -752,7 +777,8 @@ def test_channel_template_translates(channel: dict[str, Any]) -> None:
     (fn,) = _of_type(cfn, "AWS::Lambda::Function")
     assert fn["Properties"]["Runtime"] == "python3.13"
     assert fn["Properties"]["Architectures"] == ["arm64"]
-    (mapping,) = _of_type(cfn, "AWS::Lambda::EventSourceMapping")
+    mapping, dead_letters = _of_type(cfn, "AWS::Lambda::EventSourceMapping")  # the queue's first (translated too)
+    assert dead_letters["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
     props = mapping["Properties"]
     assert props["EventSourceArn"] == {"Fn::GetAtt": ["Queue", "Arn"]}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

@@ -17,6 +17,7 @@ the chunk that completes the plan settles the delivery: `sent` when anyone recei
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ from crieur.events import NO_EVENTS, Event, Events, channel_needs_reconnect, emi
 from crieur.fanout import ChunkQueue
 from crieur.models import ChannelName, DeliveryError, FanoutMessage, Publication, utc_now
 from crieur.redaction import secret_values, secrets_hidden
-from crieur.store import Metering, Outcome, RecipientResult, Store
+from crieur.store import Claim, Metering, Outcome, RecipientResult, Store
 
 if TYPE_CHECKING:
     import httpx
@@ -55,6 +56,17 @@ MAX_VISIBILITY_SECONDS = 12 * 3600
 MAX_BACKOFF_SECONDS = 15 * 60
 AnyChannel = PostChannel[Any, Any] | AudienceChannel[Any, Any]
 NO_AUDIENCE = "Aucun abonné ne reçoit ce canal pour l'instant : rien n'a été envoyé."
+UNKNOWN_OUTCOME_CODES = frozenset({"timeout", "unreachable", "internal_error"})
+"""Failures that do not say whether the provider made the post (no answer, or a fault of ours after the call):
+the next attempt looks the post up before posting again, and the last one is never recorded `failed` without
+that lookup (the message goes on to the dead-letter queue, whose reading looks it up)."""
+DEAD_LETTER_TRIES = 3
+"""Readings of a dead letter whose lookup fails before its delivery is recorded `failed` without it."""
+RETRY_NOTE = re.compile(r"\s*:?\s*nouvel essai automatique( plus tard)?\s*\.?\s*$", re.IGNORECASE)
+
+
+class NoPostFound(Exception):
+    """A dead letter's delivery: no post was found on the provider, and none is made now."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,24 @@ class DeliveryWorker:
             return self.deliver_chunk(message, message.chunk, receive_count)
         return self.deliver(message, receive_count)
 
-    def deliver(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
+    def dead_letter(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
+        """A message whose last receive ended without an outcome (its worker was killed, the provider's answer
+        was lost), which SQS then moved to the channel's dead-letter queue, read by this same function: what it
+        was doing ends now, by itself. A publication: `sent` when the post is found on the provider, else
+        `failed` with the last error; a chunk: its pending recipients count failed and the chunk completes; a
+        retraction: the post stays, with the reason (`retract_failed`). `receive_count` is the dead letter's
+        (see _dead_letter_try). RetryLater: read it again later (another worker holds it, a lookup failed)."""
+        logger.warning(
+            "dead letter received",
+            extra={"publication_id": message.publication_id, "action": message.action, "chunk": message.chunk},
+        )
+        if message.action == "retract":
+            return self.retract(message, receive_count, dead_letter=True)
+        if message.chunk is not None:
+            return self.deliver_chunk(message, message.chunk, receive_count, dead_letter=True)
+        return self.deliver(message, receive_count, dead_letter=True)
+
+    def deliver(self, message: FanoutMessage, receive_count: int, *, dead_letter: bool = False) -> RetryLater | None:
         commune, publication_id, channel = message.commune, message.publication_id, self.channel
         token = uuid.uuid4().hex
         claim = self.store.claim_delivery(commune, publication_id, channel, token, self.lease_seconds)
@@ -115,6 +144,7 @@ class DeliveryWorker:
             return None
         if claim.outcome == "busy":
             return RetryLater(self.lease_seconds, "another worker holds this delivery")
+        look_up = dead_letter or _outcome_unknown(claim)
 
         notices: list[Event] = []
 
@@ -127,17 +157,20 @@ class DeliveryWorker:
         try:
             with secrets_hidden() as secrets:
                 adapter, publication = self._adapter(commune, publication_id, secrets)
-                sent = self._post(adapter, adapter.render(publication), message, token)
+                rendered = adapter.render(publication)
+                sent = self._post(adapter, rendered, message, token, look_up=look_up, post=not dead_letter)
         except SkipDelivery as skip:
             finish("skipped", error=DeliveryError(code=skip.code, message=skip.message))
         except PermanentChannelError as permanent:
             logger.info("delivery failed", extra={"publication_id": publication_id, "code": permanent.code})
             notices.extend(self._note_reconnect(commune, permanent, publication_id))
             finish("failed", error=_error(permanent.code, permanent.message, permanent.provider_message))
+        except NoPostFound:
+            finish("failed", error=self._given_up(claim))
         except Exception as failure:  # transient, or an unexpected fault: both retried a bounded number of times
             code, text, detail, wait = self._transient(failure, publication_id)
-            if receive_count >= self.max_receive_count:
-                final = f"Échec après {receive_count} tentatives. Dernière erreur : {text}"
+            final = self._last_failure(receive_count, code, text, dead_letter=dead_letter, unknown=look_up)
+            if final is not None:
                 finish("failed", error=_error(code, final, detail))
             else:
                 self.store.record_delivery(
@@ -150,13 +183,30 @@ class DeliveryWorker:
         emit(self.events, notices)  # one SQS message at most; an endpoint down never reaches this path
         return retry
 
-    def _post(self, adapter: AnyChannel, rendered: RenderedPost, message: FanoutMessage, token: str) -> SentPost | None:
-        """Posts once on a PostChannel; plans and queues the chunks of an AudienceChannel (None: they settle it)."""
+    def _post(
+        self,
+        adapter: AnyChannel,
+        rendered: RenderedPost,
+        message: FanoutMessage,
+        token: str,
+        *,
+        look_up: bool = False,
+        post: bool = True,
+    ) -> SentPost | None:
+        """Posts once on a PostChannel; plans and queues the chunks of an AudienceChannel (None: they settle it).
+        `look_up`: the last attempt's outcome is unknown, the post it may have made is looked up first (and billed
+        as if posted now); `post` False (a dead letter): NoPostFound rather than post."""
         if isinstance(adapter, AudienceChannel):
-            self._plan(adapter, rendered, message, token)
+            self._plan(adapter, rendered, message, token, plan=post)
             return None
         commune, publication_id, channel = message.commune, message.publication_id, self.channel
-        sent = adapter.send(rendered, delivery_id=f"{publication_id}-{channel}")
+        delivery_id = f"{publication_id}-{channel}"
+        found = adapter.find_sent(rendered, delivery_id=delivery_id) if look_up else None
+        if found is None and not post:
+            raise NoPostFound(delivery_id)
+        if found is not None:
+            logger.info("post found on the provider", extra={"publication_id": publication_id})
+        sent = found or adapter.send(rendered, delivery_id=delivery_id)
         # Billed before the outcome is written: a crash in between redelivers the message, the provider's
         # idempotency keeps one post, and the usage line (keyed by publication, unit and channel) is not
         # added twice.
@@ -169,15 +219,24 @@ class DeliveryWorker:
     # --- deliveries to many recipients ----------------------------------------------------------------------
 
     def _plan(
-        self, adapter: AudienceChannel[Any, Any], rendered: RenderedPost, message: FanoutMessage, token: str
+        self,
+        adapter: AudienceChannel[Any, Any],
+        rendered: RenderedPost,
+        message: FanoutMessage,
+        token: str,
+        *,
+        plan: bool = True,
     ) -> None:
-        """Records the plan once (SkipDelivery when nobody is to be reached), then queues its open chunks."""
+        """Records the plan once (SkipDelivery when nobody is to be reached), then queues its open chunks.
+        `plan` False (a dead letter): a delivery not planned yet is not planned now (NoPostFound)."""
         commune, publication_id, channel = message.commune, message.publication_id, self.channel
         state = self.store.fanout_state(commune, publication_id, channel)
         if state is not None and state.queued:
             return  # a redelivered publish message: every chunk is queued already
         if state is not None and state.chunks_total is not None:
             numbers = self.store.incomplete_chunks(commune, publication_id, channel, state.chunks_total)
+        elif not plan:
+            raise NoPostFound(f"{publication_id}-{channel}")
         else:
             audience = adapter.audience(rendered)
             if not audience:
@@ -194,8 +253,11 @@ class DeliveryWorker:
         self.chunks.send([message.model_copy(update={"chunk": number}) for number in numbers])
         self.store.mark_fanout_queued(commune, publication_id, channel, token)
 
-    def deliver_chunk(self, message: FanoutMessage, chunk: int, receive_count: int) -> RetryLater | None:
-        """Sends one chunk to its recipients not yet done; see the module docstring."""
+    def deliver_chunk(
+        self, message: FanoutMessage, chunk: int, receive_count: int, *, dead_letter: bool = False
+    ) -> RetryLater | None:
+        """Sends one chunk to its recipients not yet done; see the module docstring. A dead letter sends nothing:
+        the recipients not done count failed, and the chunk completes."""
         commune, publication_id, channel = message.commune, message.publication_id, self.channel
         token = uuid.uuid4().hex
         claim = self.store.claim_chunk(
@@ -214,11 +276,12 @@ class DeliveryWorker:
         pending = [recipient for recipient in claim.recipients if recipient not in done]
         notices: list[Event] = []
         try:
-            outcomes = self._send_chunk(commune, publication_id, pending, notices) if pending else []
+            send = self._give_up_chunk if dead_letter else self._send_chunk
+            outcomes = send(commune, publication_id, pending, notices) if pending else []
         except NotBefore as wait:
             self.store.release_chunk(commune, publication_id, channel, chunk, token)
             return self._wait_until(message, wait, receive_count)
-        last = receive_count >= self.max_receive_count
+        last = dead_letter or receive_count >= self.max_receive_count
         marks: list[tuple[str, RecipientResult, int]] = []
         waits: list[float | None] = []
         for outcome in outcomes:
@@ -257,6 +320,13 @@ class DeliveryWorker:
             notices.extend(self._settle_fanout(commune, publication_id))
         emit(self.events, notices)
         return None
+
+    def _give_up_chunk(
+        self, commune: str, publication_id: str, pending: list[str], notices: list[Event]
+    ) -> list[RecipientOutcome]:
+        """A dead letter's chunk: its pending recipients are not tried again (the last try's outcome is unknown)."""
+        given_up = f"abandon après {self.max_receive_count} tentatives sans réponse"
+        return [RecipientOutcome(recipient, "refused", detail=given_up) for recipient in pending]
 
     def _send_chunk(
         self, commune: str, publication_id: str, pending: list[str], notices: list[Event]
@@ -323,8 +393,9 @@ class DeliveryWorker:
         ended = self.store.settle(commune, publication_id, channel, outcome)
         return settled(commune, publication_id, channel, outcome, ended)
 
-    def retract(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
-        """Deletes one sent post: `retracted`, `retract_unsupported`, or still `sent` with the reason."""
+    def retract(self, message: FanoutMessage, receive_count: int, *, dead_letter: bool = False) -> RetryLater | None:
+        """Deletes one sent post: `retracted`, `retract_unsupported`, or still `sent` with the reason (a dead
+        letter: without calling the provider again, with the last attempt's error)."""
         commune, publication_id, channel = message.commune, message.publication_id, self.channel
         token = uuid.uuid4().hex
         claim, external_id = self.store.claim_retraction(commune, publication_id, channel, token, self.lease_seconds)
@@ -336,6 +407,12 @@ class DeliveryWorker:
         def finish(status: str | None, error: DeliveryError | None = None) -> None:
             self.store.record_retraction(commune, publication_id, channel, token, status=status, error=error)
 
+        if dead_letter:
+            last = claim.error
+            reason = f" Dernière erreur : {_without_retry_note(last.message)}" if last else ""
+            given_up = f"Le retrait a été abandonné après {self.max_receive_count} essais sans réponse.{reason}"
+            finish(None, _error("retract_failed", given_up, last.provider_message if last else None))
+            return None
         try:
             with secrets_hidden() as secrets:
                 adapter, _ = self._adapter(commune, publication_id, secrets)
@@ -358,6 +435,36 @@ class DeliveryWorker:
         else:
             finish("retracted")
         return None
+
+    def _last_failure(
+        self, receive_count: int, code: str, text: str, *, dead_letter: bool, unknown: bool
+    ) -> str | None:
+        """The failed delivery's message when this transient failure is its last, else None (retried later).
+        A last receive whose outcome is unknown is not the last failure: its message goes on to the dead-letter
+        queue, whose reading looks the post up."""
+        if dead_letter:
+            if _dead_letter_try(receive_count, self.max_receive_count) < DEAD_LETTER_TRIES:
+                return None
+            return (
+                f"Abandon après {self.max_receive_count} tentatives, sans avoir pu vérifier auprès du service si la "
+                f"publication y a été faite. Dernière erreur : {_without_retry_note(text)}"
+            )
+        if receive_count < self.max_receive_count or unknown or code in UNKNOWN_OUTCOME_CODES:
+            return None
+        return f"Échec après {receive_count} tentatives. Dernière erreur : {text}"
+
+    def _given_up(self, claim: Claim) -> DeliveryError:
+        """Why a dead letter's delivery failed, the last attempt's error kept."""
+        tries = f"Abandon après {self.max_receive_count} tentatives"
+        last = claim.error
+        if claim.status == "sending":  # the last attempt's worker died before writing its outcome
+            earlier = f" Erreur précédente : {_without_retry_note(last.message)}" if last else ""
+            text = f"{tries} : la dernière a été interrompue avant que la réponse du service soit enregistrée.{earlier}"
+            return _error("interrupted", text, last.provider_message if last else None)
+        if last is None:
+            return _error("interrupted", f"{tries}, sans réponse enregistrée.", None)
+        text = f"{tries}. Dernière erreur : {_without_retry_note(last.message)}"
+        return _error(last.code, text, last.provider_message)
 
     def _adapter(self, commune: str, publication_id: str, secrets: list[str]) -> tuple[AnyChannel, Publication]:
         """The channel's adapter and the publication; the credentials it opens are added to `secrets`."""
@@ -398,6 +505,25 @@ class DeliveryWorker:
         if provider_wait is not None:
             return int(min(max(provider_wait, 1), MAX_VISIBILITY_SECONDS))
         return int(min(self.retry_base_seconds * 2 ** (receive_count - 1), MAX_BACKOFF_SECONDS))
+
+
+def _outcome_unknown(claim: Claim) -> bool:
+    """The last attempt may have made the post: its worker died while sending (the claim took over its expired
+    lease), or it failed without an answer that says."""
+    if claim.status == "sending":
+        return True
+    return claim.status == "retrying" and claim.error is not None and claim.error.code in UNKNOWN_OUTCOME_CODES
+
+
+def _dead_letter_try(receive_count: int, max_receive_count: int) -> int:
+    """Which reading of a dead letter this is (1 for the first). SQS keeps the receive count of a message it
+    moves to the DLQ (6 at its first reading there, moto does the same); were it reset, the count itself is it."""
+    return receive_count - max_receive_count if receive_count > max_receive_count else receive_count
+
+
+def _without_retry_note(text: str) -> str:
+    """An attempt's message without its "nouvel essai automatique" (there is none after the last), as a sentence."""
+    return RETRY_NOTE.sub("", text).rstrip(" .:") + "."
 
 
 def _error(code: str, message: str, provider_message: str | None) -> DeliveryError:

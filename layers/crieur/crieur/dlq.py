@@ -1,6 +1,11 @@
 """Dead-letter queues: find a channel's queue and its DLQ from the publication topic, and move the DLQ's
 messages back to the queue (`crieur dlq redrive --channel X`).
 
+Nothing waits there for an operator: each channel's deliver function reads its own DLQ (the DeadLetters mapping
+of infra/channel.yaml) and settles every dead letter by itself (crieur.delivery, `DeliveryWorker.dead_letter`).
+Redrive is the operator's tool to give messages five new tries instead: with that mapping disabled during an
+incident (the dead letters then stay), once the cause is fixed.
+
 A channel's queue is the one subscribed to the topic with the filter policy naming that channel (the template
 writes exactly one); its DLQ is the target of the queue's redrive policy. Both are found the same way on AWS
 and on the local stack. Messages are moved by receive, send, delete in batches of 10, body and attributes

@@ -116,6 +116,9 @@ class Claim:
     token: str = ""
     attempts: int = 0
     status: str | None = None
+    """The status found: before this claim when `claimed` (a crashed worker's `sending`, a `retrying`…), else now."""
+    error: DeliveryError | None = None
+    """When `claimed`: the last attempt's error, if it left one."""
 
 
 @dataclass(frozen=True)
@@ -511,7 +514,7 @@ class Store:
                     ":updated": utc_now().isoformat(),
                     ":one": 1,
                 },
-                ReturnValues="ALL_NEW",
+                ReturnValues="ALL_OLD",
             )["Attributes"]
         except ClientError as error:
             if not _conditional_failed(error):
@@ -524,7 +527,14 @@ class Store:
                 return Claim("missing")
             state = str(current["status"])
             return Claim("busy" if state == "sending" else "final", status=state)
-        return Claim("claimed", token=token, attempts=int(str(item["attempts"])))
+        last_error: Any = item.get("error")
+        return Claim(
+            "claimed",
+            token=token,
+            attempts=int(str(item.get("attempts", 0))) + 1,
+            status=str(item["status"]),
+            error=DeliveryError.model_validate(last_error) if last_error else None,
+        )
 
     def record_delivery(
         self,
@@ -1375,7 +1385,14 @@ class Store:
                 return Claim("missing"), None
             state = str(current["status"])
             return Claim("busy" if state == "sent" else "final", status=state), None
-        return Claim("claimed", token=token, attempts=int(str(item["retract_attempts"]))), str(item["external_id"])
+        last_error: Any = item.get("error")  # the last retraction attempt's (a sent delivery keeps no error)
+        claim = Claim(
+            "claimed",
+            token=token,
+            attempts=int(str(item["retract_attempts"])),
+            error=DeliveryError.model_validate(last_error) if last_error else None,
+        )
+        return claim, str(item["external_id"])
 
     def record_retraction(
         self,
