@@ -480,7 +480,7 @@ class DeliveryWorker:
             else None
         )
         secrets.extend(secret_values(credentials))
-        adapter = build_adapter(self.channel, record.settings, credentials, self.http())
+        adapter = build_adapter(self.channel, record.settings, credentials, self.http)
         if not isinstance(adapter, PostChannel | AudienceChannel):
             raise TypeError(f"{type(adapter).__name__} is neither a PostChannel nor an AudienceChannel")
         return adapter, publication

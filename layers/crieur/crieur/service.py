@@ -139,7 +139,7 @@ class PublicationService:
                 continue
             draft = _draft(commune, request, list(channels))
             try:
-                adapter = build_adapter(name, record.settings, None, self.http())
+                adapter = build_adapter(name, record.settings, None, self.http)
             except ChannelError:  # settings no longer valid: the delivery fails with the reason, costing nothing
                 units[name] = 0
                 continue
@@ -325,7 +325,7 @@ class PublicationService:
         """Channel → why its override cannot be sent as written (too long, too many SMS parts), in French."""
         problems = {}
         for name, override in request.overrides.items():
-            adapter = build_adapter(name, targets[name].settings, None, self.http())
+            adapter = build_adapter(name, targets[name].settings, None, self.http)
             problem = adapter.override_problem(override.text)
             if problem:
                 problems[name] = problem

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import ValidationError
@@ -56,10 +57,11 @@ def build_adapter(
     channel: ChannelName,
     settings: dict[str, Any],
     credentials: dict[str, str] | None,
-    http: httpx.Client,
+    http: httpx.Client | Callable[[], httpx.Client],
     media: MediaFetcher | None = None,
 ) -> Channel[Any, Any]:
-    """The channel's adapter for stored settings (and decrypted credentials, None for a preview)."""
+    """The channel's adapter for stored settings (and decrypted credentials, None for a preview); `http` may be
+    the client's factory, called by the adapter's first request."""
     adapter = ADAPTERS[channel]
     try:
         return adapter(

@@ -14,8 +14,10 @@ import email.utils
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -290,13 +292,24 @@ class Channel(ABC, Generic[SettingsT, CredentialsT]):
         self,
         settings: SettingsT,
         credentials: CredentialsT | None,
-        http: httpx.Client,
+        http: httpx.Client | Callable[[], httpx.Client],
         media: MediaFetcher | None = None,
     ) -> None:
         self.settings = settings
         self._credentials = credentials
-        self.http = http
-        self.media = media or MediaFetcher(http)
+        self._http = http
+        if media is not None:
+            self.media = media
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        """The client, or the one its factory makes on first use: a channel that sends nothing over HTTP (the
+        website writes to S3) does not load httpx at cold start (ARCHITECTURE.md §8)."""
+        return self._http() if callable(self._http) else self._http
+
+    @cached_property
+    def media(self) -> MediaFetcher:
+        return MediaFetcher(self.http)
 
     @property
     def credentials(self) -> CredentialsT:
