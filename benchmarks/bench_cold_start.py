@@ -6,8 +6,9 @@ environment, on a real event (an API request, a delivery of a real publication t
 a weather tick, an events batch). Runs are interleaved (minimal, api, authorizer, … then again) so that a
 busy machine slows every function alike; the median of RUNS is kept. Budget: ratio ≤ 1.5 (issue #9).
 
-Also reported: the top-level modules each function imports at init that the minimal handler does not,
-with their own import time (`python -X importtime`, one extra run).
+Also reported: the top-level modules each function imports at init that the minimal handler does not, then
+those its first call imports that the minimal handler never does (what a function defers to its first call still
+costs), with their own import time (`python -X importtime`, one extra run); Crieur's own, module by module.
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ class Context:
         return 30000
 app.lambda_handler(event, Context())
 done = time.perf_counter()
-print("BENCH " + json.dumps({"import_s": imported - started, "invoke_s": done - imported, "modules": modules}))
+loaded = sorted({name.partition(".")[0] for name in sys.modules} - set(modules))
+print("BENCH " + json.dumps({"import_s": imported - started, "invoke_s": done - imported, "modules": modules,
+                             "loaded": loaded}))
 """
 
 MINIMAL = '''"""The least a function could do: powertools Logger, one boto3 client, one read."""
@@ -122,7 +125,12 @@ class Target:
         self.totals: list[float] = []
         self.imports: list[float] = []
         self.modules: set[str] = set()
+        """Top-level modules imported at init."""
+        self.loaded: set[str] = set()
+        """Top-level modules the first call imports."""
         self.import_times: dict[str, float] = {}
+        self.own_times: dict[str, float] = {}
+        """crieur's modules, each by its own import time."""
 
     def run(self, index: int, *, importtime: bool = False) -> None:
         options = [*(["-S"] if self.isolated else []), *(["-X", "importtime"] if importtime else [])]
@@ -136,14 +144,29 @@ class Target:
         result = json.loads(lines[-1].removeprefix("BENCH "))
         if importtime:
             self.import_times = import_times(done.stderr)
+            self.own_times = import_times(done.stderr, package="crieur")
             return
         self.totals.append(result["import_s"] + result["invoke_s"])
         self.imports.append(result["import_s"])
         self.modules = set(result["modules"])
+        self.loaded = set(result["loaded"])
+
+    def shown(self, names: set[str]) -> str:
+        """`names` by their import time, longest first; after crieur, its heaviest modules (at init or first call)."""
+        listed = []
+        for name in sorted(names, key=lambda name: -self.import_times.get(name, 0.0)):
+            if name.startswith("_"):
+                continue
+            listed.append(f"{name} {self.import_times.get(name, 0.0) * 1000:.0f} ms")
+            own = sorted(self.own_times.items(), key=lambda item: -item[1])[:4] if name == "crieur" else []
+            if own:
+                listed[-1] += " (" + ", ".join(f"{module} {spent * 1000:.0f}" for module, spent in own) + ")"
+        return ", ".join(listed) or "none"
 
 
-def import_times(stderr: str) -> dict[str, float]:
-    """`-X importtime` output → seconds of import work (self time) per top-level package."""
+def import_times(stderr: str, package: str | None = None) -> dict[str, float]:
+    """`-X importtime` output → seconds of import work (self time) per top-level package, or per module of
+    `package` (without its prefix)."""
     spent: dict[str, float] = defaultdict(float)
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "|" not in line:
@@ -151,7 +174,11 @@ def import_times(stderr: str) -> dict[str, float]:
         fields = line.removeprefix("import time:").split("|")
         if len(fields) != 3 or not fields[0].strip().isdigit():
             continue  # the header line
-        spent[fields[2].strip().partition(".")[0]] += int(fields[0]) / 1e6
+        name = fields[2].strip()
+        if package is None:
+            spent[name.partition(".")[0]] += int(fields[0]) / 1e6
+        elif name.startswith(package + "."):
+            spent[name.removeprefix(package + ".")] += int(fields[0]) / 1e6
     return dict(spent)
 
 
@@ -274,9 +301,9 @@ def run() -> list[Row]:
         rows.append(
             row(NAME, f"{target.label}: ratio to minimal", round(ratio, 2), "×", budget=BUDGET, ok=ratio <= BUDGET)
         )
-        extra = sorted(target.modules - minimal.modules, key=lambda name: -target.import_times.get(name, 0.0))
-        shown = ", ".join(
-            f"{name} {target.import_times.get(name, 0.0) * 1000:.0f} ms" for name in extra if not name.startswith("_")
+        rows.append(
+            row(NAME, f"{target.label}: modules beyond minimal at init", target.shown(target.modules - minimal.modules))
         )
-        rows.append(row(NAME, f"{target.label}: modules beyond minimal at init", shown or "none"))
+        later = target.loaded - minimal.modules - minimal.loaded
+        rows.append(row(NAME, f"{target.label}: modules its first call loads beyond minimal", target.shown(later)))
     return rows
