@@ -57,8 +57,10 @@ typecheck: $(VENV)/.installed
 cfn-lint: $(VENV)/.installed
 	$(VENV)/bin/cfn-lint template.yaml infra/*.yaml
 
-build: $(SAM_VENV)/.installed
+# Then bytecode into the artefacts: sam build leaves none, and Lambda would compile every module at each cold start.
+build: $(SAM_VENV)/.installed $(VENV)/.installed
 	PATH="$(SAM_PATH)" $(SAM) build --template-file template.yaml --parallel
+	$(PY) -m infra.precompile .aws-sam/build
 
 unit: $(VENV)/.installed
 	$(PY) -m pytest tests/unit
