@@ -372,7 +372,7 @@ def get_usage(
 def weather_alerts() -> WeatherAlerts:
     from crieur.weather.broadcast import WeatherAlerts
 
-    return WeatherAlerts(store=config.store(), publications=service(), sources=config.vigilance_sources)
+    return WeatherAlerts(store=config.store(), publications=service, sources=config.vigilance_sources)
 
 
 @app.get("/v1/alerts/weather")

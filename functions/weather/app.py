@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from crieur import config
-from crieur.service import PublicationService
 from crieur.weather.broadcast import WeatherAlerts
+
+if TYPE_CHECKING:
+    from crieur.service import PublicationService
 
 logger = Logger()
 metrics = Metrics()
 
 
 @cache
-def alerts() -> WeatherAlerts:
-    publications = PublicationService(
+def publications() -> PublicationService:
+    """The publishing use case, loaded by the first tick that publishes or retracts an alert (most ticks do not)."""
+    from crieur.service import PublicationService
+
+    return PublicationService(
         store=config.store(), fanout=config.fanout(), vault=config.vault(), http=config.http, events=config.events()
     )
+
+
+@cache
+def alerts() -> WeatherAlerts:
     return WeatherAlerts(store=config.store(), publications=publications, sources=config.vigilance_sources)
 
 

@@ -61,7 +61,7 @@ def alerts(
     publications = PublicationService(store=store, fanout=config.fanout(), vault=config.vault(), http=config.http)
     return WeatherAlerts(
         store=store,
-        publications=publications,
+        publications=lambda: publications,
         sources=lambda: [("meteofrance", lambda: meteofrance), ("meteoalarm", lambda: meteoalarm)],
         clock=lambda: NOW,
     )

@@ -13,18 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from aws_lambda_powertools import Logger
 
 from crieur.errors import CrieurError, InvalidInput, NotFound
 from crieur.models import Link, PublicationRequest, WeatherAlertSettings
-from crieur.service import PublicationService
 from crieur.store import Store
 from crieur.weather.diff import DiffResult, EventKind, StoredAlert, VigilanceEvent, diff, expire
 from crieur.weather.errors import WeatherSourceError
 from crieur.weather.model import Color, DocumentIdentity, Phenomenon, VigilanceSnapshot
 from crieur.weather.templates import render
+
+if TYPE_CHECKING:
+    from crieur.service import PublicationService
 
 logger = Logger(child=True)
 
@@ -54,7 +56,8 @@ def wants(settings: WeatherAlertSettings, event: VigilanceEvent) -> bool:
 @dataclass
 class WeatherAlerts:
     store: Store
-    publications: PublicationService
+    publications: Callable[[], PublicationService]
+    """Called by a tick that publishes or retracts an alert: a quiet tick does not load the publishing use case."""
     sources: Callable[[], list[tuple[str, Callable[[], VigilanceSource]]]]
     """(name, factory) in order of preference: Météo-France, then MeteoAlarm."""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -137,7 +140,7 @@ class WeatherAlerts:
                 channels=channels or None,
             )
             try:
-                publication = self.publications.publish(commune, request)
+                publication = self.publications().publish(commune, request)
             except CrieurError as refused:
                 logger.warning("weather alert not published", extra={"commune": commune, "error": refused.detail})
                 self.store.release_broadcast(commune, event.dedupe_key)
@@ -152,6 +155,6 @@ class WeatherAlerts:
         """Once the end is announced, the alert posts are removed wherever the network allows it."""
         for publication_id in self.store.broadcasts_of(commune, alert_keys):
             try:
-                self.publications.retract(commune, publication_id)
+                self.publications().retract(commune, publication_id)
             except CrieurError as refused:  # still being sent, or already retracted by the mairie
                 logger.info("alert not retracted", extra={"publication_id": publication_id, "why": refused.detail})
