@@ -248,6 +248,19 @@ def test_compose_keeps_the_title_when_nothing_else_fits() -> None:
     assert condensed
 
 
+def test_when_not_even_an_ellipsis_of_the_body_fits_the_title_and_link_go_alone() -> None:
+    # Title and link fill two UCS-2 parts (134 units) to the last unit; the body is one link, never cut.
+    link = "https://www.exemple-commune.fr/"
+    title = "Coupure 👨\u200d👩\u200d👧 " + "x" * (
+        134 - len("Coupure 👨\u200d👩\u200d👧 ") - 1 - len(short_url(link)) - 3
+    )
+    pub = publication(body="https://agenda.exemple-commune.fr/" + "evenement" * 20, title=title, links=[{"url": link}])
+
+    sms, condensed = compose_sms(pub, allow_shaping=False)
+
+    assert (sms.text, sms.parts, condensed) == (f"{title}\n{short_url(link)}", 2, True)
+
+
 def test_the_preview_says_when_a_non_urgent_sms_will_go_out(http: httpx.Client) -> None:
     adapter = channel(http)
     adapter.clock = lambda: datetime(2026, 11, 28, 22, 30, tzinfo=UTC)  # Saturday 23:30 in Paris

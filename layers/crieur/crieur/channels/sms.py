@@ -167,6 +167,8 @@ def compose_sms(publication: Publication, allow_shaping: bool) -> tuple[SmsText,
         link = ""  # a long link would crowd out everything: the title alone, as written
         return shape_sms(assemble(""), allow_shaping), True
     cut = truncate(body, COMPOSED_PARTS, parts)
+    if parts(cut) > COMPOSED_PARTS:
+        cut = ""  # not even an ellipsis fits beside the title and the link (a body that opens with a long link)
     return shape_sms(assemble(cut[:-1] + "..." if cut.endswith("…") else cut), allow_shaping), True
 
 
