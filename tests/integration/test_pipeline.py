@@ -13,7 +13,8 @@ import pytest
 import respx
 
 from crieur import aws
-from crieur.models import ChannelName
+from crieur.billing import billing_month
+from crieur.models import ChannelName, utc_now
 from crieur.security import api_key_id, hash_api_key
 from tests.integration.conftest import Gateway, Stack
 
@@ -403,22 +404,29 @@ def test_redelivered_message_never_sends_twice(
 def test_crash_between_provider_call_and_status_write_does_not_post_twice(
     gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker dies after Mastodon accepted the status; the redelivery reuses the same Idempotency-Key."""
+    """The worker dies after Mastodon accepted the status; the redelivery reuses the same Idempotency-Key, and
+    the post is billed once, with its outcome (one transaction: nothing was billed before the crash)."""
     toot = providers.post(f"{INSTANCE}/api/v1/statuses").respond(json={"id": "6", "url": None})
     created = publish(gateway, commune, channels=["mastodon"])
     message = stack.receive("mastodon")
     worker = stack.worker("mastodon")
-    real_record = worker.store.record_delivery
+    real_finish = worker.store.finish_delivery
 
     def crash(*args: Any, **kwargs: Any) -> bool:
         raise SystemExit("container killed")
 
-    monkeypatch.setattr(worker.store, "record_delivery", crash)
+    def delivery_lines() -> list[dict[str, Any]]:
+        lines = worker.store.usage_lines(commune, billing_month(utc_now()))
+        return [line for line in lines if line["publication_id"] == created["id"] and line["channel"] == "mastodon"]
+
+    monkeypatch.setattr(worker.store, "finish_delivery", crash)
     with pytest.raises(SystemExit):
         worker.deliver(stack.fanout_message(message), receive_count=1)
-    monkeypatch.setattr(worker.store, "record_delivery", real_record)
+    monkeypatch.setattr(worker.store, "finish_delivery", real_finish)
     stuck = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
     assert stuck["deliveries"]["mastodon"]["status"] == "sending"
+    assert stuck["billed_ht_eur"] == pytest.approx(0.02)  # the publication's fee only
+    assert delivery_lines() == []
 
     stack.expire_lease(commune, created["id"], "mastodon")
     assert worker.deliver(stack.fanout_message(message), receive_count=2) is None
@@ -427,3 +435,6 @@ def test_crash_between_provider_call_and_status_write_does_not_post_twice(
     shown = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
     assert shown["deliveries"]["mastodon"]["status"] == "sent"
     assert shown["status"] == "published"
+    assert len(delivery_lines()) == 1
+    assert worker.deliver(stack.fanout_message(message), receive_count=3) is None  # a replay after the write
+    assert len(delivery_lines()) == 1

@@ -55,6 +55,7 @@ def test_a_timed_post_waits_for_its_schedule(gateway: Gateway, stack: Stack, com
         "commune": commune,
         "publication_id": created["id"],
         "version": 1,
+        "channels": ["mastodon", "webhook"],  # its release reads nothing to know where to send it
     }
 
     agenda = gateway.call("GET", "/v1/publications?status=scheduled", commune).json["items"]

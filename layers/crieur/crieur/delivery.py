@@ -18,9 +18,10 @@ the chunk that completes the plan settles the delivery: `sent` when anyone recei
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -45,7 +46,7 @@ from crieur.events import NO_EVENTS, Event, Events, channel_needs_reconnect, emi
 from crieur.fanout import ChunkQueue
 from crieur.models import ChannelName, DeliveryError, FanoutMessage, Publication, utc_now
 from crieur.redaction import secret_values, secrets_hidden
-from crieur.store import Claim, Metering, Outcome, RecipientResult, Store
+from crieur.store import ChannelRecord, Claim, Metering, Outcome, RecipientResult, Store
 
 if TYPE_CHECKING:
     import httpx
@@ -103,6 +104,9 @@ class DeliveryWorker:
     prices: Callable[[], PriceList] = price_list
     events: Events = NO_EVENTS
     """Status events for the commune's endpoints: one SQS message per outcome, never waited on."""
+    channel_cache_seconds: float = 60.0
+    """How long this container trusts the channel's settings it read (a refused credential reads them again)."""
+    _channels: dict[str, tuple[float, ChannelRecord | None]] = field(default_factory=dict, init=False, repr=False)
 
     def handle(self, message: FanoutMessage, receive_count: int) -> RetryLater | None:
         if message.action == "retract":
@@ -147,10 +151,14 @@ class DeliveryWorker:
         look_up = dead_letter or _outcome_unknown(claim)
 
         notices: list[Event] = []
+        publication: Publication | None = None
 
-        def finish(outcome: Outcome, **fields: Any) -> None:
-            if self.store.record_delivery(commune, publication_id, channel, token, outcome, **fields):
-                ended = self.store.settle(commune, publication_id, channel, outcome)
+        def finish(outcome: Outcome, metering: Metering | None = None, **fields: Any) -> None:
+            """The outcome, its usage line and its count on the publication: one transaction (crieur.store)."""
+            written, ended = self.store.finish_delivery(
+                commune, publication_id, channel, token, outcome, metering=metering, seen=publication, **fields
+            )
+            if written:
                 notices.extend(settled(commune, publication_id, channel, outcome, ended))
 
         retry: RetryLater | None = None
@@ -179,7 +187,8 @@ class DeliveryWorker:
                 retry = RetryLater(self._backoff(receive_count, wait), code)
         else:
             if sent is not None:
-                finish("sent", external_id=sent.external_id, url=sent.url)
+                post, metering = sent
+                finish("sent", metering, external_id=post.external_id, url=post.url)
         emit(self.events, notices)  # one SQS message at most; an endpoint down never reaches this path
         return retry
 
@@ -192,29 +201,33 @@ class DeliveryWorker:
         *,
         look_up: bool = False,
         post: bool = True,
-    ) -> SentPost | None:
-        """Posts once on a PostChannel; plans and queues the chunks of an AudienceChannel (None: they settle it).
-        `look_up`: the last attempt's outcome is unknown, the post it may have made is looked up first (and billed
-        as if posted now); `post` False (a dead letter): NoPostFound rather than post."""
+    ) -> tuple[SentPost, Metering] | None:
+        """Posts once on a PostChannel, with what it costs; plans and queues the chunks of an AudienceChannel
+        (None: they settle it). `look_up`: the last attempt's outcome is unknown, the post it may have made is
+        looked up first (and billed as if posted now); `post` False (a dead letter): NoPostFound rather than post."""
         if isinstance(adapter, AudienceChannel):
             self._plan(adapter, rendered, message, token, plan=post)
             return None
-        commune, publication_id, channel = message.commune, message.publication_id, self.channel
-        delivery_id = f"{publication_id}-{channel}"
+        delivery_id = f"{message.publication_id}-{self.channel}"
         found = adapter.find_sent(rendered, delivery_id=delivery_id) if look_up else None
         if found is None and not post:
             raise NoPostFound(delivery_id)
         if found is not None:
-            logger.info("post found on the provider", extra={"publication_id": publication_id})
-        sent = found or adapter.send(rendered, delivery_id=delivery_id)
-        # Billed before the outcome is written: a crash in between redelivers the message, the provider's
-        # idempotency keeps one post, and the usage line (keyed by publication, unit and channel) is not
-        # added twice.
-        unit, price = self.prices().delivery(channel, rendered.text)
-        self.store.meter(
-            commune, publication_id, billing_month(utc_now()), unit=unit, channel=channel, unit_price=price
-        )
-        return sent
+            logger.info("post found on the provider", extra={"publication_id": message.publication_id})
+        try:
+            sent = found or adapter.send(rendered, delivery_id=delivery_id)
+        except PermanentChannelError as refused:
+            if refused.code == "needs_reconnect" and self._reconnected(message.commune):
+                raise TransientChannelError(
+                    "credentials_changed",
+                    "Les identifiants du canal ont changé pendant l'envoi : nouvel essai avec les nouveaux.",
+                    retry_after=1,
+                ) from refused
+            raise
+        # Billed with the outcome, in one transaction: a crash before it redelivers the message, the provider's
+        # idempotency keeps one post, and the usage line (keyed by publication, unit and channel) is written once.
+        unit, price = self.prices().delivery(self.channel, rendered.text)
+        return sent, Metering(month=billing_month(utc_now()), unit=unit, unit_price=price)
 
     # --- deliveries to many recipients ----------------------------------------------------------------------
 
@@ -334,7 +347,9 @@ class DeliveryWorker:
         """One outcome per pending recipient: a failure of the whole chunk applies to each of them."""
         try:
             with secrets_hidden() as secrets:
-                adapter, publication = self._adapter(commune, publication_id, secrets)
+                # Read afresh for each chunk (one read per chunk of many recipients): a channel removed or
+                # disabled during the fan-out stops it.
+                adapter, publication = self._adapter(commune, publication_id, secrets, fresh=True)
                 if not isinstance(adapter, AudienceChannel):
                     raise PermanentChannelError("not_an_audience", f"{adapter.label} n'envoie pas par destinataire.")
                 sent = adapter.send_chunk(adapter.render(publication), pending)
@@ -384,13 +399,15 @@ class DeliveryWorker:
                 )
             sent = state.recipients.sent
             external_id = f"{_count(sent)} destinataire{'s' if sent > 1 else ''}" if outcome == "sent" else None
-            if not self.store.settle_fanout(
+            written, ended = self.store.settle_fanout(
                 commune, publication_id, channel, outcome, external_id=external_id, error=error
-            ):
-                return []  # another worker settled it (and counts it)
+            )
+            if not written:
+                return []  # another worker settled it (and counted it, in the same transaction)
         elif state.status != outcome:
             return []
-        ended = self.store.settle(commune, publication_id, channel, outcome)
+        else:  # settled already (a duplicate): make sure it was counted
+            ended = self.store.settle(commune, publication_id, channel, outcome)
         return settled(commune, publication_id, channel, outcome, ended)
 
     def retract(self, message: FanoutMessage, receive_count: int, *, dead_letter: bool = False) -> RetryLater | None:
@@ -466,10 +483,13 @@ class DeliveryWorker:
         text = f"{tries}. Dernière erreur : {_without_retry_note(last.message)}"
         return _error(last.code, text, last.provider_message)
 
-    def _adapter(self, commune: str, publication_id: str, secrets: list[str]) -> tuple[AnyChannel, Publication]:
-        """The channel's adapter and the publication; the credentials it opens are added to `secrets`."""
+    def _adapter(
+        self, commune: str, publication_id: str, secrets: list[str], *, fresh: bool = False
+    ) -> tuple[AnyChannel, Publication]:
+        """The channel's adapter and the publication; the credentials it opens are added to `secrets`. The
+        channel's settings come from this container's cache unless `fresh`."""
         publication = self.store.get_publication(commune, publication_id)
-        record = self.store.get_channel(commune, self.channel)
+        record = self._channel_record(commune, fresh=fresh)
         if publication is None:
             raise PermanentChannelError("missing_publication", "Publication introuvable.")
         if record is None or not record.enabled:
@@ -485,9 +505,31 @@ class DeliveryWorker:
             raise TypeError(f"{type(adapter).__name__} is neither a PostChannel nor an AudienceChannel")
         return adapter, publication
 
+    def _channel_record(self, commune: str, *, fresh: bool = False) -> ChannelRecord | None:
+        """The channel's settings, read once per `channel_cache_seconds` in this container (§8: a cached
+        parameter read; `fresh`: read now); their credentials' decryption is cached by the vault, per ciphertext."""
+        cached = self._channels.get(commune)
+        if cached is not None and cached[0] > time.monotonic() and not fresh:
+            return cached[1]
+        record = self.store.get_channel(commune, self.channel)
+        self._channels[commune] = (time.monotonic() + self.channel_cache_seconds, record)
+        return record
+
+    def _reconnected(self, commune: str) -> bool:
+        """After a refused credential, the channel read again: True when its settings or credentials changed since
+        this container read them (a reconnection it had not seen: the next attempt uses the new ones)."""
+        used = self._channels.pop(commune, (0.0, None))[1]
+        fresh = self._channel_record(commune)
+
+        def what_is_used(record: ChannelRecord) -> tuple[bool, dict[str, Any], bytes | None]:
+            return record.enabled, record.settings, record.credentials_ciphertext
+
+        return used is not None and (fresh is None or what_is_used(fresh) != what_is_used(used))
+
     def _note_reconnect(self, commune: str, refused: PermanentChannelError, publication_id: str) -> list[Event]:
         """A refused token marks the channel, so the next publication warns instead of failing again; the
-        marking (not every refusal) is a channel.needs_reconnect event."""
+        marking (not every refusal) is a channel.needs_reconnect event. The cached settings are forgotten."""
+        self._channels.pop(commune, None)
         if refused.code == "needs_reconnect" and self.store.set_reconnect_reason(
             commune, self.channel, refused.message
         ):

@@ -388,6 +388,8 @@ class ReleaseRequest(BaseModel):
     commune: str
     publication_id: str
     version: int
+    channels: list[str] | None = None
+    """The channels its release sends to (every delivery of the publication): no read before the SNS message."""
 
 
 AlertColor = Literal["orange", "red"]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,7 @@ from crieur.models import (
 from crieur.problems import field_errors
 from crieur.redaction import secret_values, secrets_hidden
 from crieur.schedule import Scheduling
-from crieur.store import ChannelRecord, InvalidCursor, Store
+from crieur.store import ChannelRecord, InvalidCursor, Metering, Store
 
 if TYPE_CHECKING:
     import httpx
@@ -73,6 +74,11 @@ class PublicationService:
     prices: Callable[[], PriceList] = price_list
     events: Events = NO_EVENTS
     """Status events for the commune's endpoints (crieur.events): queued, never waited on."""
+    settings_cache_seconds: float = 30.0
+    """How long this container trusts a commune's budget it read (§8: cached parameter reads). Its channel list is
+    read by every publication: a channel enabled elsewhere, or marked for reconnection by a deliver function, must
+    count from the next publication on."""
+    _budgets: dict[str, tuple[float, Decimal | None]] = field(default_factory=dict, init=False, repr=False)
 
     # --- publications -----------------------------------------------------------------------------------
 
@@ -113,18 +119,19 @@ class PublicationService:
             cost_estimate_eur=float(cost),
             over_budget=over_budget,
         )
-        self.store.create_publication(publication)
         pending: list[str] = [channel for channel, delivery in deliveries.items() if delivery.status == "pending"]
         if not pending:
+            self.store.create_publication(publication)
             final = self.store.finish_if_settled(commune, publication.id)
             emit(self.events, [publication_finished(commune, publication.id, final)])
             return self.get_publication(commune, publication.id)
-        self._fan_out(FanoutMessage(commune=commune, publication_id=publication.id), pending)
-        self._meter_publication(commune, publication.id)
+        fee = self._fee()
+        self.store.create_publication(publication, fee=fee)  # one transaction: the publication, its deliveries, its fee
+        self._fan_out(FanoutMessage(commune=commune, publication_id=publication.id), pending, fee)
         if over_budget:
             self._budget_reached(commune, publication.id)
         logger.info("publication accepted", extra={"publication_id": publication.id, "channels": pending})
-        return self.get_publication(commune, publication.id)
+        return publication.model_copy(update={"billed_ht_eur": float(fee.amount)})  # as written: no read back
 
     def _within_budget(
         self, commune: str, request: PublicationRequest, channels: dict[ChannelName, ChannelRecord]
@@ -146,7 +153,7 @@ class PublicationService:
             if isinstance(adapter, AudienceChannel):
                 units[name] = _audience_units(adapter, draft)[1]
         cost = estimate(prices, texts, units)
-        budget = self.store.budget(commune)
+        budget = self._budget(commune)
         if budget is None:
             return cost, False
         spent = prices.with_vat(self.store.month_amount_ht(commune, billing_month(utc_now())))
@@ -176,12 +183,9 @@ class PublicationService:
         except Exception:  # the publication is out: a status event never fails it
             logger.exception("usage.budget_reached not emitted", extra={"commune": commune})
 
-    def _meter_publication(self, commune: str, publication_id: str) -> None:
-        prices = self.prices()
-        month = billing_month(utc_now())
-        self.store.meter(
-            commune, publication_id, month, unit="publication", channel=None, unit_price=prices.publication
-        )
+    def _fee(self) -> Metering:
+        """A publication's fee, billed in the transaction that sends it out (its creation, or its release)."""
+        return Metering(month=billing_month(utc_now()), unit="publication", unit_price=self.prices().publication)
 
     def _schedule(
         self,
@@ -207,7 +211,8 @@ class PublicationService:
         )
         self.store.create_publication(publication)
         self._set_schedule(
-            ReleaseRequest(commune=commune, publication_id=publication.id, version=1), request.publish_at
+            ReleaseRequest(commune=commune, publication_id=publication.id, version=1, channels=channels),
+            request.publish_at,
         )
         logger.info("publication scheduled", extra={"publication_id": publication.id, "at": request.publish_at})
         return publication
@@ -251,27 +256,40 @@ class PublicationService:
             raise Conflict("La publication vient d'être diffusée ou annulée : elle ne peut plus être modifiée.")
         assert request.publish_at is not None
         self._set_schedule(
-            ReleaseRequest(commune=commune, publication_id=publication_id, version=new_version), request.publish_at
+            ReleaseRequest(
+                commune=commune,
+                publication_id=publication_id,
+                version=new_version,
+                channels=list(publication.deliveries),
+            ),
+            request.publish_at,
         )
         return self.get_publication(commune, publication_id)
 
     def release(self, release: ReleaseRequest) -> bool:
         """Publishes a scheduled publication when its schedule fires (a second firing, a cancelled
         publication or an edited-away version does nothing)."""
-        if not self.store.release_scheduled(release.commune, release.publication_id, release.version):
+        fee = self._fee()
+        if not self.store.release_scheduled(release.commune, release.publication_id, release.version, fee=fee):
             logger.info("nothing to release", extra={"publication_id": release.publication_id})
             return False
-        publication = self.get_publication(release.commune, release.publication_id)
-        pending: list[str] = [name for name, d in publication.deliveries.items() if d.status == "pending"]
-        self._fan_out(FanoutMessage(commune=release.commune, publication_id=release.publication_id), pending)
-        self._meter_publication(release.commune, release.publication_id)
+        if release.channels is not None:  # every delivery of a scheduled publication is pending until its release
+            pending = list(release.channels)
+        else:  # a schedule set before its input named the channels
+            publication = self.get_publication(release.commune, release.publication_id)
+            pending = [name for name, d in publication.deliveries.items() if d.status == "pending"]
+        self._fan_out(FanoutMessage(commune=release.commune, publication_id=release.publication_id), pending, fee)
         return True
 
-    def _fan_out(self, message: FanoutMessage, channels: list[str]) -> None:
+    def _fan_out(self, message: FanoutMessage, channels: list[str], fee: Metering | None = None) -> None:
+        """Sends the one SNS message; when it fails, the deliveries fail with the reason and the `fee` billed with
+        the publication's creation or release is credited back (nothing went out)."""
         try:
             self.fanout.send(message, channels)
         except Exception as failure:
             logger.exception("fan-out failed", extra={"publication_id": message.publication_id})
+            if fee is not None:
+                self.store.credit(message.commune, message.publication_id, fee)
             if message.action == "publish":
                 error = DeliveryError(
                     code="fanout_failed",
@@ -290,6 +308,15 @@ class PublicationService:
                 f"La publication {message.publication_id} n'a pas pu être transmise aux canaux : "
                 "réessayez dans quelques minutes."
             ) from failure
+
+    def _budget(self, commune: str) -> Decimal | None:
+        """The commune's monthly budget, read at most once per `settings_cache_seconds` in this container."""
+        cached = self._budgets.get(commune)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        budget = self.store.budget(commune)
+        self._budgets[commune] = (time.monotonic() + self.settings_cache_seconds, budget)
+        return budget
 
     def _targets(self, commune: str, request: PublicationRequest) -> dict[ChannelName, ChannelRecord]:
         configured = {record.channel: record for record in self.store.list_channels(commune)}

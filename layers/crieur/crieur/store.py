@@ -45,6 +45,8 @@ RecipientResult = Literal["delivered", "refused", "removed", "failed"]
 """What became of one recipient of a chunked delivery (`failed`: still retryable on the last receive)."""
 COMPLETE_ATTEMPTS = 4
 """A chunk's completion is tried again at once on a transaction conflict, then left to its message's retry."""
+FINAL_WRITE_ATTEMPTS = 8
+"""A delivery's final write is tried again at once on a conflict or after another delivery settled meanwhile."""
 BATCH_GET = 100
 """BatchGetItem reads at most 100 keys."""
 MARKER_SECONDS = 30 * 24 * 3600
@@ -99,6 +101,14 @@ def _first_condition_failed(error: ClientError) -> bool:
     return bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed"
 
 
+def _condition_failed_at(error: ClientError) -> int | None:
+    """The index of the first transaction item whose condition failed, if any."""
+    if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return None
+    reasons: list[dict[str, Any]] = error.response.get("CancellationReasons") or []  # type: ignore[assignment]
+    return next((index for index, reason in enumerate(reasons) if reason.get("Code") == "ConditionalCheckFailed"), None)
+
+
 @dataclass(frozen=True)
 class ChannelRecord:
     channel: ChannelName
@@ -148,12 +158,71 @@ class FanoutState:
 
 @dataclass(frozen=True)
 class Metering:
-    """One usage line to record with a chunk's completion."""
+    """One usage line, written in the transaction of what it pays for: a publication's creation or release,
+    a delivery's outcome, a chunk's completion."""
 
     month: str
     unit: str
     unit_price: Decimal
-    quantity: int
+    quantity: int = 1
+
+    @property
+    def amount(self) -> Decimal:
+        return self.unit_price * self.quantity
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a publication's deliveries are counted (its head item): what a delivery's final write needs to
+    count itself and, when it is the last, to set the publication's final status in the same transaction."""
+
+    status: str
+    channel_count: int
+    settled: frozenset[str]
+    sent: int = 0
+    failed: int = 0
+
+    @classmethod
+    def of_head(cls, head: dict[str, Any]) -> Progress:
+        settled: Any = head.get("settled", set())
+        return cls(
+            status=str(head["status"]),
+            channel_count=int(str(head["channel_count"])),
+            settled=frozenset(str(channel) for channel in settled),
+            sent=int(str(head.get("sent_count", 0))),
+            failed=int(str(head.get("failed_count", 0))),
+        )
+
+    @classmethod
+    def guessed(cls, publication: Publication) -> Progress:
+        """What a publication read earlier suggests (its deliveries' final statuses); a write's conditions check
+        it before relying on it."""
+        final = {
+            channel: delivery.status
+            for channel, delivery in publication.deliveries.items()
+            if delivery.status in ("sent", "failed", "skipped")
+        }
+        outcomes = list(final.values())
+        return cls(
+            status=publication.status,
+            channel_count=len(publication.deliveries),
+            settled=frozenset(final),
+            sent=outcomes.count("sent"),
+            failed=outcomes.count("failed"),
+        )
+
+    def counting(self, channel: str, outcome: Outcome) -> Progress:
+        return Progress(
+            status=self.status,
+            channel_count=self.channel_count,
+            settled=self.settled | {channel},
+            sent=self.sent + (outcome == "sent"),
+            failed=self.failed + (outcome == "failed"),
+        )
+
+    def final(self) -> PublicationStatus | None:
+        """The publication's final status once every delivery is counted."""
+        return _final_status(self.sent, self.failed) if len(self.settled) >= self.channel_count else None
 
 
 class Store:
@@ -339,8 +408,9 @@ class Store:
 
     # --- publications and deliveries --------------------------------------------------------------------
 
-    def create_publication(self, publication: Publication) -> None:
-        """The publication and one pending delivery per target channel, in one transaction."""
+    def create_publication(self, publication: Publication, *, fee: Metering | None = None) -> None:
+        """The publication, one pending delivery per target channel and, when it goes out at once, its `fee` (the
+        usage line and the month's counters), in one transaction."""
         pk = _commune_pk(publication.commune)
         content = PublicationContent.model_validate(
             publication.model_dump(include=set(PublicationContent.model_fields))
@@ -367,6 +437,7 @@ class Store:
                             else {}
                         ),
                         **({"over_budget": True} if publication.over_budget else {}),
+                        **({"billed_ht": fee.amount} if fee is not None else {}),
                         **_initially_settled(publication),
                     },
                     "ConditionExpression": "attribute_not_exists(pk)",
@@ -390,6 +461,8 @@ class Store:
                     }
                 }
             )
+        if fee is not None:
+            items += self._usage_items(publication.commune, publication.id, None, fee)
         self._transact(items)
 
     def get_publication(self, commune: str, publication_id: str) -> Publication | None:
@@ -549,6 +622,24 @@ class Store:
         error: DeliveryError | None = None,
     ) -> bool:
         """Writes the outcome while this worker's claim still holds. False when another worker took over."""
+        update = self._outcome_update(
+            commune, publication_id, channel, token, status, external_id=external_id, url=url, error=error
+        )
+        return self._update_if(update.pop("Key"), **update)
+
+    def _outcome_update(
+        self,
+        commune: str,
+        publication_id: str,
+        channel: str,
+        token: str,
+        status: str,
+        *,
+        external_id: str | None,
+        url: str | None,
+        error: DeliveryError | None,
+    ) -> dict[str, Any]:
+        """The update writing a delivery's outcome, on the condition that this worker's claim still holds."""
         values: dict[str, Any] = {":status": status, ":updated": utc_now().isoformat(), ":token": token}
         names = {"#s": "status", "#updated": "updated_at", "#lease": "lease_until"}
         assignments = ["#s = :status", "#updated = :updated"]
@@ -567,13 +658,163 @@ class Store:
                 continue
             assignments.append(f"#{name} = :{name}")
             values[f":{name}"] = value
-        return self._update_if(
-            {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
-            UpdateExpression=f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
-            ConditionExpression="claim_token = :token",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
+        return {
+            "Key": {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+            "UpdateExpression": f"SET {', '.join(assignments)} REMOVE {', '.join(removals)}",
+            "ConditionExpression": "claim_token = :token",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+
+    def finish_delivery(
+        self,
+        commune: str,
+        publication_id: str,
+        channel: str,
+        token: str,
+        outcome: Outcome,
+        *,
+        external_id: str | None = None,
+        url: str | None = None,
+        error: DeliveryError | None = None,
+        metering: Metering | None = None,
+        seen: Publication | None = None,
+    ) -> tuple[bool, PublicationStatus | None]:
+        """A claimed delivery's outcome, its usage line and its count on the publication (with the publication's
+        final status when it is the last to settle), in ONE transaction: all of them, or none.
+
+        The outcome's condition (this worker's claim still holds) comes first: when it fails, nothing is written
+        and the answer is (False, None). `seen` is the publication as read before sending: it tells whether this
+        delivery is likely the last one; the transaction's conditions check it, and a wrong guess (another
+        delivery settled meanwhile) is read again and retried. A usage line already written (a replay of a
+        delivery metered by an earlier attempt) is not added again. Returns (written, the final status once known).
+        """
+        update = self._outcome_update(
+            commune, publication_id, channel, token, outcome, external_id=external_id, url=url, error=error
         )
+        return self._write_final(commune, publication_id, channel, outcome, update, metering=metering, seen=seen)
+
+    def _write_final(
+        self,
+        commune: str,
+        publication_id: str,
+        channel: str,
+        outcome: Outcome,
+        delivery_update: dict[str, Any],
+        *,
+        metering: Metering | None,
+        seen: Publication | None,
+    ) -> tuple[bool, PublicationStatus | None]:
+        """One transaction: `delivery_update` (its condition first), the publication's count and cost, the usage
+        line and the month's counters; retried at once on a conflict or a wrong guess of the publication's count."""
+        progress = Progress.guessed(seen) if seen is not None else None
+        read = False
+        attempts = 0
+        while True:
+            if progress is None and not read:
+                progress, read = self._progress(commune, publication_id), True
+            settle, final = (None, None) if progress is None else self._settle_update(progress, channel, outcome)
+            publication = self._publication_update(commune, publication_id, settle, metering)
+            items = [{"Update": {"TableName": self.table_name, **delivery_update}}]
+            if publication is not None:
+                items.append({"Update": {"TableName": self.table_name, **publication}})
+            line = len(items)
+            if metering is not None:
+                items += self._usage_items(commune, publication_id, channel, metering)
+            try:
+                self._transact(items)
+            except ClientError as error:
+                failed = _condition_failed_at(error)
+                if failed == 0:  # the claim was lost: another worker writes the outcome
+                    return False, None
+                attempts += 1
+                if attempts == FINAL_WRITE_ATTEMPTS:
+                    raise  # conflicts that last: the message comes back, nothing is lost
+                if failed == 1 and publication is not None:
+                    progress, read = None, False  # another delivery settled meanwhile: read the count again
+                elif failed == line:
+                    metering = None  # billed already by an earlier attempt (a replay): never twice
+                elif _conflicted(error):
+                    time.sleep(0.05 * 2**attempts)  # deliveries of one commune share the month's counters
+                else:
+                    raise  # a throttle: the message comes back
+            else:
+                return True, final
+
+    def _progress(self, commune: str, publication_id: str) -> Progress | None:
+        head = self.table.get_item(
+            Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)}, ConsistentRead=True
+        ).get("Item")
+        return Progress.of_head(head) if head else None
+
+    @staticmethod
+    def _settle_update(
+        progress: Progress, channel: str, outcome: Outcome
+    ) -> tuple[tuple[list[str], list[str], list[str], dict[str, Any]], PublicationStatus | None]:
+        """The publication's part of a delivery's final write, as (SET, ADD, conditions, values), and the final
+        status it sets. Its conditions hold only while `progress` is right about what matters: not the last
+        delivery (whatever the others do meanwhile), or the last one with these counts."""
+        sets: list[str] = []
+        adds: list[str] = []
+        conditions = ["attribute_exists(pk)"]
+        values: dict[str, Any] = {":name": channel}
+        after = progress
+        if channel in progress.settled:  # counted already (a replay): at most the final status is left to set
+            conditions.append("contains(settled, :name)")
+        else:
+            adds += ["settled :channel", f"{outcome}_count :one"]
+            values.update({":channel": {channel}, ":one": 1})
+            conditions.append("NOT contains(settled, :name)")
+            after = progress.counting(channel, outcome)
+        final = after.final()
+        if final is None:
+            if channel not in progress.settled:
+                conditions.append("(attribute_not_exists(settled) OR size(settled) < :others)")
+                values[":others"] = progress.channel_count - 1
+            return (sets, adds, conditions, values), None
+        conditions.append(
+            "attribute_exists(settled) AND size(settled) = :size"
+            if progress.settled
+            else "attribute_not_exists(settled)"
+        )
+        if progress.settled:
+            values[":size"] = len(progress.settled)
+        for name, count in (("sent_count", progress.sent), ("failed_count", progress.failed)):
+            conditions.append(f"{name} = :{name}" if count else f"(attribute_not_exists({name}) OR {name} = :zero)")
+            values[f":{name}" if count else ":zero"] = count
+        conditions.append("#s = :status")
+        values[":status"] = progress.status
+        if progress.status == "publishing":
+            sets.append("#s = :final")
+            values[":final"] = final
+        return (sets, adds, conditions, values), final
+
+    @staticmethod
+    def _publication_update(
+        commune: str,
+        publication_id: str,
+        settle: tuple[list[str], list[str], list[str], dict[str, Any]] | None,
+        metering: Metering | None,
+    ) -> dict[str, Any] | None:
+        """The one update of the publication a transaction may make: its count (`settle`) and its cost."""
+        sets, adds, conditions, values = settle or ([], [], [], {})
+        if metering is not None:
+            adds = [*adds, "billed_ht :billed"]
+            values = {**values, ":billed": metering.amount}
+        if not sets and not adds:
+            return None
+        clauses = [f"SET {', '.join(sets)}" if sets else "", f"ADD {', '.join(adds)}" if adds else ""]
+        expression = " ".join(clause for clause in clauses if clause)
+        update: dict[str, Any] = {
+            "Key": {"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
+            "UpdateExpression": expression,
+            "ExpressionAttributeValues": values,
+        }
+        if conditions:
+            update["ConditionExpression"] = " AND ".join(conditions)
+        if "#s" in update["UpdateExpression"] + update.get("ConditionExpression", ""):
+            update["ExpressionAttributeNames"] = {"#s": "status"}
+        return update
 
     def finish_if_settled(self, commune: str, publication_id: str) -> PublicationStatus | None:
         """Sets the final status of a publication whose every delivery is already settled (all skipped)."""
@@ -858,8 +1099,9 @@ class Store:
         *,
         external_id: str | None = None,
         error: DeliveryError | None = None,
-    ) -> bool:
-        """Writes a chunked delivery's outcome once every chunk completed; False when it was written already."""
+    ) -> tuple[bool, PublicationStatus | None]:
+        """Writes a chunked delivery's outcome once every chunk completed, with its count on the publication, in
+        one transaction (as `finish_delivery`); (False, None) when it was written already."""
         values: dict[str, Any] = {
             ":status": status,
             ":updated": utc_now().isoformat(),
@@ -873,13 +1115,14 @@ class Store:
         if error is not None:
             assignments.append("#error = :error")
             values[":error"] = error.model_dump(exclude_none=True)
-        return self._update_if(
-            {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
-            UpdateExpression=f"SET {', '.join(assignments)} REMOVE lease_until" + ("" if error else ", #error"),
-            ConditionExpression="#s IN (:sending, :retrying) AND chunks_done >= chunks_total",
-            ExpressionAttributeNames={"#s": "status", "#error": "error"},
-            ExpressionAttributeValues=values,
-        )
+        update = {
+            "Key": {"pk": _commune_pk(commune), "sk": _delivery_sk(publication_id, channel)},
+            "UpdateExpression": f"SET {', '.join(assignments)} REMOVE lease_until" + ("" if error else ", #error"),
+            "ConditionExpression": "#s IN (:sending, :retrying) AND chunks_done >= chunks_total",
+            "ExpressionAttributeNames": {"#s": "status", "#error": "error"},
+            "ExpressionAttributeValues": values,
+        }
+        return self._write_final(commune, publication_id, channel, status, update, metering=None, seen=None)
 
     # --- scheduling -------------------------------------------------------------------------------------
 
@@ -916,15 +1159,31 @@ class Store:
             raise
         return int(str(head["version"]))
 
-    def release_scheduled(self, commune: str, publication_id: str, version: int) -> bool:
-        """scheduled (at this version) → publishing, once: a second firing or an edited-away version is refused."""
-        return self._update_if(
-            {"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
-            UpdateExpression="SET #s = :publishing",
-            ConditionExpression="#s = :scheduled AND version = :version",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":publishing": "publishing", ":scheduled": "scheduled", ":version": version},
-        )
+    def release_scheduled(self, commune: str, publication_id: str, version: int, *, fee: Metering) -> bool:
+        """scheduled (at this version) → publishing, once, with its `fee` in the same transaction: a second
+        firing or an edited-away version is refused, and bills nothing."""
+        release = {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": {"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
+                "UpdateExpression": "SET #s = :publishing ADD billed_ht :billed",
+                "ConditionExpression": "#s = :scheduled AND version = :version",
+                "ExpressionAttributeNames": {"#s": "status"},
+                "ExpressionAttributeValues": {
+                    ":publishing": "publishing",
+                    ":scheduled": "scheduled",
+                    ":version": version,
+                    ":billed": fee.amount,
+                },
+            }
+        }
+        try:
+            self._transact([release, *self._usage_items(commune, publication_id, None, fee)])
+        except ClientError as error:
+            if _first_condition_failed(error):
+                return False
+            raise  # a conflict on the month's counters, a throttle: the scheduler tries again
+        return True
 
     def cancel_scheduled(self, commune: str, publication_id: str, channels: list[str]) -> bool:
         """scheduled → cancelled, with every delivery, in one transaction; False if no longer scheduled."""
@@ -987,13 +1246,42 @@ class Store:
             raise  # a conflict with another transaction on the month's counters, a throttle: retried, never dropped
         return True
 
+    def credit(self, commune: str, publication_id: str, metering: Metering) -> None:
+        """Cancels a unit billed for nothing (a publication whose one SNS message could not be sent), once: a
+        credit line of the opposite quantity beside the usage line (both stay: the lines are append-only)."""
+        credit = Metering(
+            month=metering.month, unit=metering.unit, unit_price=metering.unit_price, quantity=-metering.quantity
+        )
+        try:
+            self._transact(self._meter_items(commune, publication_id, None, credit, part="credit"))
+        except ClientError as error:
+            if not _first_condition_failed(error):
+                raise
+
     def _meter_items(
         self, commune: str, publication_id: str, channel: str | None, metering: Metering, part: str | None = None
     ) -> list[dict[str, Any]]:
         """The usage line (once: `part` tells apart the lines of one publication's chunks), the month's
         counters and the publication's cost, as transaction items."""
+        return [
+            *self._usage_items(commune, publication_id, channel, metering, part),
+            {
+                "Update": {
+                    "TableName": self.table_name,
+                    "Key": {"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)},
+                    "UpdateExpression": "ADD billed_ht :amount",
+                    "ExpressionAttributeValues": {":amount": metering.amount},
+                }
+            },
+        ]
+
+    def _usage_items(
+        self, commune: str, publication_id: str, channel: str | None, metering: Metering, part: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The usage line (its condition first: a replay cannot add it twice) and the month's counters; the
+        publication's `billed_ht` is the caller's, in the one update of the publication its transaction makes."""
         pk = _commune_pk(commune)
-        amount = metering.unit_price * metering.quantity
+        amount = metering.amount
         line = {
             "pk": pk,
             "sk": f"UL#{metering.month}#{publication_id}#{metering.unit}#{channel or '-'}"
@@ -1015,14 +1303,6 @@ class Store:
                     "UpdateExpression": "ADD amount_ht :amount, #units :quantity",
                     "ExpressionAttributeNames": {"#units": f"units_{metering.unit}"},
                     "ExpressionAttributeValues": {":amount": amount, ":quantity": metering.quantity},
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self.table_name,
-                    "Key": {"pk": pk, "sk": _publication_sk(publication_id)},
-                    "UpdateExpression": "ADD billed_ht :amount",
-                    "ExpressionAttributeValues": {":amount": amount},
                 }
             },
         ]
