@@ -96,9 +96,10 @@ def _load_handler(spec: str) -> Callable[[Any, Any], Any]:
 
 
 CRASH_AFTER_SEND = "CRIEUR_FAULT_CRASH_AFTER_SEND"
-"""`make soak`: the probability that a deliver worker's process dies after the provider accepted a post and
-before the delivery's status is written (half before the usage line, half after it), like a container killed
-mid-invocation. Its SQS batch then comes back after the visibility timeout."""
+"""`make soak`: the probability that a deliver worker's process dies after the provider accepted a post (half
+before the delivery's outcome is written with its usage line, in one transaction, half after it and before the
+message is deleted), like a container killed mid-invocation. Its SQS batch then comes back after the visibility
+timeout; on the message's last receive, the channel's dead-letter queue settles it."""
 
 
 def _install_crash_fault() -> None:
@@ -109,21 +110,22 @@ def _install_crash_fault() -> None:
 
     from crieur.store import Store
 
-    meter = Store.meter
+    finish = Store.finish_delivery
 
     def crash(where: str) -> None:
         print(f"CRASH injected {where}", file=sys.stderr, flush=True)
         os._exit(137)
 
-    def crashing_meter(self: Store, *args: Any, **kwargs: Any) -> bool:
-        if random.random() < rate / 2:  # noqa: S311 - fault injection
-            crash("after the provider call, before the usage line")
-        recorded = meter(self, *args, **kwargs)
-        if random.random() < rate / 2:  # noqa: S311 - fault injection
-            crash("after the usage line, before the status write")
-        return recorded
+    def crashing_finish(self: Store, *args: Any, **kwargs: Any) -> Any:
+        posted = kwargs.get("metering") is not None  # the outcome of a post the provider accepted
+        if posted and random.random() < rate / 2:  # noqa: S311 - fault injection
+            crash("after the provider call, before the outcome's write")
+        written = finish(self, *args, **kwargs)
+        if posted and random.random() < rate / 2:  # noqa: S311 - fault injection
+            crash("after the outcome's write, before the message is deleted")
+        return written
 
-    Store.meter = crashing_meter  # type: ignore[method-assign]
+    Store.finish_delivery = crashing_finish  # type: ignore[method-assign]
 
 
 def _child(handler_spec: str, result_fd: int) -> int:
