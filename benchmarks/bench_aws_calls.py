@@ -136,7 +136,8 @@ def _deliver_all(built: World) -> None:
 
 @cache
 def measure() -> dict[str, Phase]:
-    """Phases keyed `cold …` (first publication) and `warm …` (the second, and release, weather)."""
+    """Phases keyed `cold …` (first publication), `warm …` (the second, release, weather) and `released …` (the
+    deliveries of the released publication, whose message does not carry it)."""
     counter = CallCounter()
     with counter.installed(), world() as built:
         labels = _labels(built)
@@ -152,7 +153,9 @@ def measure() -> dict[str, Phase]:
         event = _schedule_input(built, scheduled["id"])  # what EventBridge Scheduler hands to `release`
         if not built.functions.invoke(release.name, event)["released"]:
             raise RuntimeError("release did not release the scheduled publication")
+        counter.wrap(built, labels, "released ")
         _deliver_all(built)
+        counter.wrap(built, labels, "warm ")
         weather = function_named(built.deployment, "WeatherFunction")
         built.functions.invoke(weather.name, {"source": "aws.scheduler"})
     return counter.phases
@@ -213,6 +216,23 @@ def rows_from(phases: dict[str, Phase]) -> list[Row]:
         rows.append(row(NAME, f"deliver {channel}: detail", _shown(phase, phase.costs())))
         if phase.outputs():
             rows.append(row(NAME, f"deliver {channel}: outputs (not counted)", _shown(phase, phase.outputs())))
+    released = [phase for label, phase in phases.items() if label.startswith("released deliver ")]
+    if released:
+        phase = Phase(
+            calls=sum((phase.costs() for phase in released), Counter()),
+            invocations=sum(phase.invocations for phase in released),
+        )
+        rows.append(
+            row(
+                NAME,
+                "deliver, after a release (every channel)",
+                phase.per_invocation(),
+                "calls",
+                budget=f"{DELIVERY_BUDGET}: claim + result write (+ cached parameter reads: none when warm)",
+                ok=phase.per_invocation() <= DELIVERY_BUDGET,
+            )
+        )
+        rows.append(row(NAME, "deliver, after a release: detail", _shown(phase)))
     if "warm weather" in phases:
         rows.append(row(NAME, "weather tick (no alert)", phases["warm weather"].total, "calls"))
         rows.append(row(NAME, "weather tick: detail", _shown(phases["warm weather"])))

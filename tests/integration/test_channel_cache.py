@@ -5,7 +5,7 @@ instead of failing and marking the channel for reconnection."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -36,6 +36,14 @@ def publish(gateway: Gateway, commune: str) -> str:
     )
     assert answer.status == 201, answer.body
     return str(answer.json["id"])
+
+
+def noted(reads: list[str], name: str, read: Callable[..., Any]) -> Callable[..., Any]:
+    def reading(*args: Any) -> Any:
+        reads.append(name)
+        return read(*args)
+
+    return reading
 
 
 def delivery(gateway: Gateway, commune: str, publication_id: str) -> dict[str, Any]:
@@ -83,3 +91,22 @@ def test_settings_are_read_once_and_a_replaced_credential_is_never_used(
     assert delivery(gateway, commune, second)["status"] == "sent"
     assert (old.call_count, new.call_count) == (2, 1)
     assert reads == []  # the settings read after the refusal serve the next attempt
+
+
+def test_a_warm_delivery_reads_neither_its_publication_nor_its_channel(
+    gateway: Gateway, stack: Stack, providers: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§8: a claim and a result write. The publication comes in its message, the settings from the cache."""
+    commune = gateway.new_commune()
+    connect(gateway, commune, "token")
+    providers.post(f"{INSTANCE}/api/v1/statuses").respond(json={"id": "1", "url": None})
+    publish(gateway, commune)
+    assert stack.deliver("mastodon") == []  # a first delivery fills the cache
+    worker = stack.worker("mastodon")
+    reads: list[str] = []
+    for name in ("get_publication", "get_channel", "fanout_state"):
+        monkeypatch.setattr(worker.store, name, noted(reads, name, getattr(worker.store, name)))
+    second = publish(gateway, commune)
+    assert stack.deliver("mastodon") == []
+    assert reads == []
+    assert delivery(gateway, commune, second)["status"] == "sent"

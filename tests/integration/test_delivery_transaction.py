@@ -54,8 +54,15 @@ def lines(store: Store, publication: Publication) -> list[dict[str, Any]]:
     return [line for line in store.usage_lines(publication.commune, MONTH) if line["publication_id"] == publication.id]
 
 
-def test_the_last_to_settle_sets_the_final_status_from_a_stale_read(aws_env: None, deployment: Deployment) -> None:
+def test_the_last_to_settle_sets_the_final_status_from_a_stale_read(
+    aws_env: None, deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = Store(deployment.outputs["TableName"])
+
+    def no_read(*_: Any) -> None:
+        raise AssertionError("the publication came back with the failed condition: no read")
+
+    monkeypatch.setattr(store, "_progress", no_read)
     publication = new_publication(store, ["mastodon", "webhook", "x"])
     seen = publication  # every worker read it while all three were pending
     tokens = {channel: claimed(store, publication, channel) for channel in publication.channels or []}

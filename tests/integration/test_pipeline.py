@@ -146,10 +146,12 @@ def test_publish_stores_and_fans_out_one_message_per_channel_queue(
     assert set(created["deliveries"]) == {"webhook", "mastodon"}
     assert {d["status"] for d in created["deliveries"].values()} == {"pending"}
     for channel in ("webhook", "mastodon"):
-        messages = stack.drain(channel)
-        assert [json.loads(m["Body"]) for m in messages] == [
-            {"action": "publish", "commune": commune, "publication_id": created["id"]}
+        bodies = [json.loads(m["Body"]) for m in stack.drain(channel)]
+        assert [body | {"publication": None} for body in bodies] == [
+            {"action": "publish", "commune": commune, "publication_id": created["id"], "publication": None}
         ]
+        carried = [(body["publication"]["id"], body["publication"]["body"]) for body in bodies]
+        assert carried == [(created["id"], created["body"])]  # its deliveries need not read it
 
     only_webhook = publish(gateway, commune, channels=["webhook"])
     assert [json.loads(m["Body"])["publication_id"] for m in stack.drain("webhook")] == [only_webhook["id"]]

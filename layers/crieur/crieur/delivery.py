@@ -164,7 +164,7 @@ class DeliveryWorker:
         retry: RetryLater | None = None
         try:
             with secrets_hidden() as secrets:
-                adapter, publication = self._adapter(commune, publication_id, secrets)
+                adapter, publication = self._adapter(commune, publication_id, secrets, given=message.publication)
                 rendered = adapter.render(publication)
                 sent = self._post(adapter, rendered, message, token, look_up=look_up, post=not dead_letter)
         except SkipDelivery as skip:
@@ -263,7 +263,8 @@ class DeliveryWorker:
                 "delivery planned in chunks",
                 extra={"publication_id": publication_id, "recipients": len(audience), "chunks": len(planned)},
             )
-        self.chunks.send([message.model_copy(update={"chunk": number}) for number in numbers])
+        chunk_messages = [message.model_copy(update={"chunk": number, "publication": None}) for number in numbers]
+        self.chunks.send(chunk_messages)  # without the publication: ten of them go in one SQS call (256 KB)
         self.store.mark_fanout_queued(commune, publication_id, channel, token)
 
     def deliver_chunk(
@@ -484,11 +485,19 @@ class DeliveryWorker:
         return _error(last.code, text, last.provider_message)
 
     def _adapter(
-        self, commune: str, publication_id: str, secrets: list[str], *, fresh: bool = False
+        self,
+        commune: str,
+        publication_id: str,
+        secrets: list[str],
+        *,
+        fresh: bool = False,
+        given: Publication | None = None,
     ) -> tuple[AnyChannel, Publication]:
-        """The channel's adapter and the publication; the credentials it opens are added to `secrets`. The
-        channel's settings come from this container's cache unless `fresh`."""
-        publication = self.store.get_publication(commune, publication_id)
+        """The channel's adapter and the publication (`given`: the one its message carried, else read); the
+        credentials it opens are added to `secrets`. The channel's settings come from this container's cache
+        unless `fresh`."""
+        carried = given is not None and (given.commune, given.id) == (commune, publication_id)
+        publication = given if carried else self.store.get_publication(commune, publication_id)
         record = self._channel_record(commune, fresh=fresh)
         if publication is None:
             raise PermanentChannelError("missing_publication", "Publication introuvable.")

@@ -14,14 +14,22 @@ class Fanout(Protocol):
     def send(self, message: FanoutMessage, channels: list[str]) -> None: ...
 
 
+CARRIED_BYTES = 200_000
+"""A message carries its publication up to this size (SNS takes 256 KB with the attributes; a publication with
+long overrides for every channel may not fit)."""
+
+
 class SnsFanout:
     def __init__(self, topic_arn: str) -> None:
         self.topic_arn = topic_arn
 
     def send(self, message: FanoutMessage, channels: list[str]) -> None:
+        body = message.model_dump_json(exclude_none=True)
+        if len(body.encode()) > CARRIED_BYTES:  # the deliveries read the publication instead
+            body = message.model_copy(update={"publication": None}).model_dump_json(exclude_none=True)
         aws.sns().publish(
             TopicArn=self.topic_arn,
-            Message=message.model_dump_json(exclude_none=True),
+            Message=body,
             MessageAttributes={
                 # Exact-match filter policies on this String.Array pick each channel's queue.
                 "channels": {"DataType": "String.Array", "StringValue": json.dumps(sorted(channels))},

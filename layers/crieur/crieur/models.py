@@ -312,6 +312,10 @@ class FanoutMessage(BaseModel):
     chunk: int | None = Field(default=None, ge=0)
     """A channel reaching many recipients: which chunk of the delivery's plan this message sends (crieur.delivery
     queues one per chunk on the channel's own queue); None for the publication action itself."""
+    publication: Publication | None = None
+    """The publication as it went out, when the message can carry it (crieur.fanout): its deliveries do not read
+    it again (ARCHITECTURE.md §8). Its content no longer changes once it goes out. None on retractions and chunk
+    messages, and when it does not fit in a message."""
 
 
 class MediaPreview(BaseModel):

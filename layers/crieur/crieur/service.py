@@ -127,7 +127,8 @@ class PublicationService:
             return self.get_publication(commune, publication.id)
         fee = self._fee()
         self.store.create_publication(publication, fee=fee)  # one transaction: the publication, its deliveries, its fee
-        self._fan_out(FanoutMessage(commune=commune, publication_id=publication.id), pending, fee)
+        message = FanoutMessage(commune=commune, publication_id=publication.id, publication=publication)
+        self._fan_out(message, pending, fee)  # the message carries the publication: its deliveries do not read it
         if over_budget:
             self._budget_reached(commune, publication.id)
         logger.info("publication accepted", extra={"publication_id": publication.id, "channels": pending})

@@ -9,6 +9,7 @@ import base64
 import binascii
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -99,6 +100,21 @@ def _first_condition_failed(error: ClientError) -> bool:
         return False
     reasons: list[dict[str, Any]] = error.response.get("CancellationReasons") or []  # type: ignore[assignment]
     return bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed"
+
+
+def _returned_item(error: ClientError, index: int) -> dict[str, Any] | None:
+    """The item a cancelled transaction's item `index` returned (ReturnValuesOnConditionCheckFailure), if any."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    reasons: list[dict[str, Any]] = error.response.get("CancellationReasons") or []  # type: ignore[assignment]
+    raw = reasons[index].get("Item") if index < len(reasons) else None
+    if not raw:
+        return None
+    deserialize: Callable[[Any], Any] = TypeDeserializer().deserialize  # the wire format: no resource on errors
+    return {
+        name: deserialize(value) if isinstance(value, dict) and len(value) == 1 else value
+        for name, value in raw.items()
+    }
 
 
 def _condition_failed_at(error: ClientError) -> int | None:
@@ -716,8 +732,16 @@ class Store:
             settle, final = (None, None) if progress is None else self._settle_update(progress, channel, outcome)
             publication = self._publication_update(commune, publication_id, settle, metering)
             items = [{"Update": {"TableName": self.table_name, **delivery_update}}]
-            if publication is not None:
-                items.append({"Update": {"TableName": self.table_name, **publication}})
+            if publication is not None:  # when its condition fails, the publication as it is comes back with it
+                items.append(
+                    {
+                        "Update": {
+                            "TableName": self.table_name,
+                            **publication,
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    }
+                )
             line = len(items)
             if metering is not None:
                 items += self._usage_items(commune, publication_id, channel, metering)
@@ -730,8 +754,9 @@ class Store:
                 attempts += 1
                 if attempts == FINAL_WRITE_ATTEMPTS:
                     raise  # conflicts that last: the message comes back, nothing is lost
-                if failed == 1 and publication is not None:
-                    progress, read = None, False  # another delivery settled meanwhile: read the count again
+                if failed == 1 and publication is not None:  # another delivery settled meanwhile: count again
+                    current = _returned_item(error, 1)
+                    progress, read = (Progress.of_head(current), True) if current else (None, False)
                 elif failed == line:
                     metering = None  # billed already by an earlier attempt (a replay): never twice
                 elif _conflicted(error):
