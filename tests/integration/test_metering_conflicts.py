@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from crieur.store import Store
+from crieur.store import FINAL_WRITE_ATTEMPTS, Metering, Store
 from infra.local.provision import Deployment
 
 
@@ -48,3 +48,31 @@ def test_a_cancelled_transaction_that_is_no_replay_is_raised(
     monkeypatch.setattr(store, "_transact", cancelled)
     with pytest.raises(ClientError):
         meter(store)
+
+
+@pytest.mark.parametrize(("reason", "tries"), [("TransactionConflict", FINAL_WRITE_ATTEMPTS), ("ThrottlingError", 1)])
+def test_a_delivery_whose_final_write_keeps_being_cancelled_raises(
+    aws_env: None, deployment: Deployment, monkeypatch: pytest.MonkeyPatch, reason: str, tries: int
+) -> None:
+    """A delivery's outcome, usage line and count (one transaction): a conflict is tried again at once, a
+    lasting one or a throttle is raised (the message comes back), never read as "already billed"."""
+    store = Store(deployment.outputs["TableName"])
+    attempts: list[int] = []
+
+    def cancelled(items: list[dict[str, Any]]) -> None:
+        attempts.append(len(items))
+        raise ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"},
+                "CancellationReasons": [{"Code": "None"}, {"Code": "None"}, {"Code": "None"}, {"Code": reason}],
+            },
+            "TransactWriteItems",
+        )
+
+    monkeypatch.setattr(store, "_transact", cancelled)
+    monkeypatch.setattr("crieur.store.time.sleep", lambda _: None)
+    metering = Metering(month="2026-11", unit="delivery", unit_price=Decimal("0.01"))
+    with pytest.raises(ClientError):
+        store.finish_delivery("35238", "pub_conflict", "mastodon", "token", "sent", metering=metering)
+    assert len(attempts) == tries
+    assert set(attempts) == {4}  # the outcome, the publication, the usage line and the month's counters, each time

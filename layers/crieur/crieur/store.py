@@ -117,6 +117,11 @@ def _returned_item(error: ClientError, index: int) -> dict[str, Any] | None:
     }
 
 
+def _progress_of(head: dict[str, Any] | None) -> Progress | None:
+    """A publication's count from its head item; None without a publication there (or only its billed cost)."""
+    return Progress.of_head(head) if head and "channel_count" in head and "status" in head else None
+
+
 def _condition_failed_at(error: ClientError) -> int | None:
     """The index of the first transaction item whose condition failed, if any."""
     if error.response.get("Error", {}).get("Code") != "TransactionCanceledException":
@@ -755,8 +760,8 @@ class Store:
                 if attempts == FINAL_WRITE_ATTEMPTS:
                     raise  # conflicts that last: the message comes back, nothing is lost
                 if failed == 1 and publication is not None:  # another delivery settled meanwhile: count again
-                    current = _returned_item(error, 1)
-                    progress, read = (Progress.of_head(current), True) if current else (None, False)
+                    progress = _progress_of(_returned_item(error, 1))
+                    read = progress is not None
                 elif failed == line:
                     metering = None  # billed already by an earlier attempt (a replay): never twice
                 elif _conflicted(error):
@@ -770,7 +775,7 @@ class Store:
         head = self.table.get_item(
             Key={"pk": _commune_pk(commune), "sk": _publication_sk(publication_id)}, ConsistentRead=True
         ).get("Item")
-        return Progress.of_head(head) if head else None
+        return _progress_of(head)
 
     @staticmethod
     def _settle_update(
@@ -1258,13 +1263,15 @@ class Store:
         channel: str | None,
         unit_price: Decimal,
         quantity: int = 1,
+        part: str | None = None,
     ) -> bool:
         """Records one billed unit, exactly once: an append-only usage line (its key says which unit of
         which publication, so a replay or a second worker cannot add it again), the month's counters and
-        the publication's actual cost, in one transaction. False when it was already recorded."""
+        the publication's actual cost, in one transaction. False when it was already recorded. (A delivery,
+        a publication's creation or release meter in their own transaction: see `Metering`.)"""
         metering = Metering(month=month, unit=unit, unit_price=unit_price, quantity=quantity)
         try:
-            self._transact(self._meter_items(commune, publication_id, channel, metering))
+            self._transact(self._meter_items(commune, publication_id, channel, metering, part))
         except ClientError as error:
             if _first_condition_failed(error):
                 return False
@@ -1274,14 +1281,16 @@ class Store:
     def credit(self, commune: str, publication_id: str, metering: Metering) -> None:
         """Cancels a unit billed for nothing (a publication whose one SNS message could not be sent), once: a
         credit line of the opposite quantity beside the usage line (both stay: the lines are append-only)."""
-        credit = Metering(
-            month=metering.month, unit=metering.unit, unit_price=metering.unit_price, quantity=-metering.quantity
+        self.meter(
+            commune,
+            publication_id,
+            metering.month,
+            unit=metering.unit,
+            channel=None,
+            unit_price=metering.unit_price,
+            quantity=-metering.quantity,
+            part="credit",
         )
-        try:
-            self._transact(self._meter_items(commune, publication_id, None, credit, part="credit"))
-        except ClientError as error:
-            if not _first_condition_failed(error):
-                raise
 
     def _meter_items(
         self, commune: str, publication_id: str, channel: str | None, metering: Metering, part: str | None = None
