@@ -60,3 +60,11 @@ def test_the_message_carries_its_publication_when_it_fits(
     body = FanoutMessage.model_validate(json.loads(call["Message"]))
     assert (body.commune, body.publication_id) == ("35238", "pub_1")
     assert body.publication == (sent if carried else None)
+
+
+def test_a_carried_publication_this_version_cannot_read_is_dropped_not_fatal() -> None:
+    """During a deployment, a newer API may send a field this worker does not know: the message still reads,
+    without its copy (the delivery reads the publication)."""
+    carried = json.loads(publication({}).model_dump_json()) | {"a_field_of_a_newer_version": 1}
+    message = FanoutMessage.model_validate({"commune": "35238", "publication_id": "pub_1", "publication": carried})
+    assert (message.publication_id, message.publication) == ("pub_1", None)

@@ -18,7 +18,9 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
@@ -316,6 +318,17 @@ class FanoutMessage(BaseModel):
     """The publication as it went out, when the message can carry it (crieur.fanout): its deliveries do not read
     it again (ARCHITECTURE.md §8). Its content no longer changes once it goes out. None on retractions and chunk
     messages, and when it does not fit in a message."""
+
+    @field_validator("publication", mode="wrap")
+    @classmethod
+    def _readable_or_none(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Publication | None:
+        """A copy this version cannot read (written by a newer one, during a deployment) is dropped: the delivery
+        reads the publication instead of failing its message."""
+        try:
+            publication: Publication | None = handler(value)
+        except ValidationError:
+            return None
+        return publication
 
 
 class MediaPreview(BaseModel):
