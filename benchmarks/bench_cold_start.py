@@ -6,6 +6,9 @@ environment, on a real event (an API request, a delivery of a real publication t
 a weather tick, an events batch). Runs are interleaved (minimal, api, authorizer, … then again) so that a
 busy machine slows every function alike; the median of RUNS is kept. Budget: ratio ≤ 1.5 (issue #9).
 
+Code runs as `make build` packages it: Crieur's layer and each function's folder compiled to bytecode
+(infra.precompile), the layer's packages installed by pip (compiled too).
+
 Also reported: the top-level modules each function imports at init that the minimal handler does not, then
 those its first call imports that the minimal handler never does (what a function defers to its first call still
 costs), with their own import time (`python -X importtime`, one extra run); Crieur's own, module by module.
@@ -32,6 +35,7 @@ from benchmarks.moto import deliver_function, environment, function_named
 from benchmarks.world import World, world
 from infra.local.pollers import lambda_record
 from infra.local.provision import ROOT, LocalFunction
+from infra.precompile import precompile
 
 NAME = "cold_start"
 RUNS = int(os.environ.get("CRIEUR_BENCH_COLD_RUNS", "5"))
@@ -239,6 +243,18 @@ def _events(built: World, folder: Path, count: int) -> dict[str, list[Path]]:
     return files
 
 
+def built_copy(folder: Path, source: Path) -> Path:
+    """`source` (a function's folder, or the crieur layer) as `make build` packages it: copied, then compiled to
+    bytecode (infra.precompile). Without it every run would compile Crieur's modules, as every cold start on
+    Lambda did before `make build` precompiled, while the layer's packages (pip-installed) come compiled."""
+    target = folder / "built" / source.relative_to(ROOT)
+    if not target.exists():
+        shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+        if not precompile(target):
+            raise RuntimeError(f"{source}: a module does not compile")
+    return target
+
+
 def _targets(built: World, folder: Path, layer: Path | None) -> list[Target]:
     events = _events(built, folder, RUNS + 1)
     hosts = {
@@ -251,12 +267,14 @@ def _targets(built: World, folder: Path, layer: Path | None) -> list[Target]:
         env = environment(built.deployment, function, extra=hosts)
         env["POWERTOOLS_LOG_LEVEL"] = "WARNING"
         if layer is not None:  # as in Lambda: the function's folder, the layer (crieur + its packages)
-            env["PYTHONPATH"] = os.pathsep.join([str(function.code_dir), *map(str, function.layers), str(layer)])
+            code = [built_copy(folder, function.code_dir), *(built_copy(folder, path) for path in function.layers)]
+            env["PYTHONPATH"] = os.pathsep.join([*map(str, code), str(layer)])
         return env
 
     minimal_dir = folder / "minimal"
     minimal_dir.mkdir()
     (minimal_dir / "app.py").write_text(MINIMAL, encoding="utf-8")
+    precompile(minimal_dir)
     api = function_named(built.deployment, "ApiFunction")
     minimal_env = env_of(api)
     minimal_env["PYTHONPATH"] = os.pathsep.join([str(minimal_dir), *([str(layer)] if layer else [])])
@@ -271,8 +289,15 @@ def _targets(built: World, folder: Path, layer: Path | None) -> list[Target]:
         **{f"deliver {channel}": deliver_function(built.deployment, channel) for channel in CHANNELS},
     }
     targets += [
-        Target(label, function.code_dir, env_of(function), events[label], isolated)
+        Target(
+            label,
+            built_copy(folder, function.code_dir) if isolated else function.code_dir,
+            env,
+            events[label],
+            isolated,
+        )
         for label, function in by_label.items()
+        for env in [env_of(function)]
     ]
     return targets
 

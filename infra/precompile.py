@@ -31,9 +31,7 @@ def runtime_version(template: Path = ROOT / "template.yaml") -> tuple[int, int]:
 def precompile(folder: Path) -> bool:
     """Compiles every module under `folder`; False when a module does not compile."""
     return bool(
-        compileall.compile_dir(
-            folder, quiet=1, workers=0, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH
-        )
+        compileall.compile_dir(folder, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     )
 
 
