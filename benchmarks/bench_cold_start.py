@@ -6,6 +6,9 @@ environment, on a real event (an API request, a delivery of a real publication t
 a weather tick, an events batch). Runs are interleaved (minimal, api, authorizer, … then again) so that a
 busy machine slows every function alike; the median of RUNS is kept. Budget: ratio ≤ 1.5 (issue #9).
 
+Also measured, not a budget: the floor of a delivery, a handler doing the least a delivery can with the
+packages the brief requires (powertools batch, pydantic, httpx) and two DynamoDB writes.
+
 Code runs as `make build` packages it: Crieur's layer and each function's folder compiled to bytecode
 (infra.precompile), the layer's packages installed by pip (compiled too).
 
@@ -40,6 +43,7 @@ from infra.precompile import precompile
 NAME = "cold_start"
 RUNS = int(os.environ.get("CRIEUR_BENCH_COLD_RUNS", "5"))
 BUDGET = 1.5
+FLOOR_LABEL = "floor of a delivery (Logger, batch, pydantic, httpx POST, 2 DynamoDB writes)"
 CHANNELS = ("webhook", "mastodon", "webpush", "website")
 """Deliver functions measured: two social/webhook ones, Web Push (cryptography) and website (feeds, S3)."""
 
@@ -114,6 +118,49 @@ def lambda_handler(event, context):
     _client.get_item(TableName=os.environ["CRIEUR_TABLE_NAME"], Key={"pk": {"S": "bench"}, "sk": {"S": "bench"}})
     return {"ok": True}
 '''
+
+
+FLOOR = '''"""The least a delivery can do with the stack the brief requires: powertools Logger and batch processing,
+a pydantic model at the boundary, an httpx client, a claim and a result write in DynamoDB, one POST."""
+import os
+
+import boto3
+import httpx
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from pydantic import BaseModel
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+_clients = {}
+
+
+class Message(BaseModel):
+    commune: str
+    publication_id: str
+
+
+def record_handler(record):
+    message = Message.model_validate_json(record.body)
+    if not _clients:
+        _clients["dynamodb"] = boto3.client("dynamodb")
+        _clients["http"] = httpx.Client(timeout=10)
+    table, key = os.environ["CRIEUR_TABLE_NAME"], {"pk": {"S": "bench"}, "sk": {"S": message.publication_id}}
+    _clients["dynamodb"].update_item(
+        TableName=table, Key=key, UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "sending"}},
+    )
+    _clients["http"].post(os.environ["CRIEUR_BENCH_POST_URL"], json={"publication": message.publication_id})
+    _clients["dynamodb"].update_item(
+        TableName=table, Key=key, UpdateExpression="SET #s = :s", ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": {"S": "sent"}},
+    )
+
+
+def lambda_handler(event, context):
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+'''
+"""Not a budget: shows how much of a deliver function's cold start its required packages alone take."""
 
 
 class Target:
@@ -279,7 +326,16 @@ def _targets(built: World, folder: Path, layer: Path | None) -> list[Target]:
     minimal_env = env_of(api)
     minimal_env["PYTHONPATH"] = os.pathsep.join([str(minimal_dir), *([str(layer)] if layer else [])])
     isolated = layer is not None
-    targets = [Target("minimal", minimal_dir, minimal_env, events["weather"], isolated)]
+    floor_dir = folder / "floor"
+    floor_dir.mkdir()
+    (floor_dir / "app.py").write_text(FLOOR, encoding="utf-8")
+    precompile(floor_dir)
+    floor_env = {**minimal_env, "CRIEUR_BENCH_POST_URL": f"{built.sandbox.url}/webhook/bench"}
+    floor_env["PYTHONPATH"] = os.pathsep.join([str(floor_dir), *([str(layer)] if layer else [])])
+    targets = [
+        Target("minimal", minimal_dir, minimal_env, events["weather"], isolated),
+        Target(FLOOR_LABEL, floor_dir, floor_env, events["deliver webhook"], isolated),
+    ]
     by_label: dict[str, LocalFunction] = {
         "api": api,
         "authorizer": function_named(built.deployment, "AuthorizerFunction"),
@@ -318,7 +374,10 @@ def run() -> list[Row]:
         row(NAME, "minimal handler (Logger + 1 boto3 client + 1 read)", baseline * 1000, "ms"),
         row(NAME, "minimal handler: import", statistics.median(minimal.imports) * 1000, "ms"),
     ]
-    for target in targets[1:]:
+    floor = statistics.median(targets[1].totals)
+    rows.append(row(NAME, f"{FLOOR_LABEL}: import + first call", floor * 1000, "ms"))
+    rows.append(row(NAME, f"{FLOOR_LABEL}: ratio to minimal (not a budget)", round(floor / baseline, 2), "×"))
+    for target in targets[2:]:
         total = statistics.median(target.totals)
         ratio = total / baseline
         rows.append(row(NAME, f"{target.label}: import + first call", total * 1000, "ms"))
