@@ -272,7 +272,8 @@ def providers(monkeypatch: pytest.MonkeyPatch) -> respx.MockRouter:
         router.get(f"{INSTANCE}/api/v2/instance").respond(json={"configuration": {"statuses": {"max_characters": 500}}})
         # The lookup after an attempt of unknown outcome (a worker killed): the account has no status yet.
         router.get(f"{INSTANCE}/api/v1/accounts/verify_credentials").respond(json={"id": "1"})
-        router.get(host="mastodon.example", path="/api/v1/accounts/1/statuses").respond(json=[])
+        # Any account id: the adapter caches each token's account id for its container (here, the process).
+        router.get(url__regex=rf"{INSTANCE}/api/v1/accounts/[^/]+/statuses", name="lookup").respond(json=[])
         yield router
 
 
@@ -406,8 +407,9 @@ def test_redelivered_message_never_sends_twice(
 def test_crash_between_provider_call_and_status_write_does_not_post_twice(
     gateway: Gateway, stack: Stack, commune: str, providers: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker dies after Mastodon accepted the status; the redelivery reuses the same Idempotency-Key, and
-    the post is billed once, with its outcome (one transaction: nothing was billed before the crash)."""
+    """The worker dies after Mastodon accepted the status; the redelivery looks for the status first (the
+    account's statuses do not list it yet here), posts with the same Idempotency-Key, and the post is billed
+    once, with its outcome (one transaction: nothing was billed before the crash)."""
     toot = providers.post(f"{INSTANCE}/api/v1/statuses").respond(json={"id": "6", "url": None})
     created = publish(gateway, commune, channels=["mastodon"])
     message = stack.receive("mastodon")
@@ -431,7 +433,9 @@ def test_crash_between_provider_call_and_status_write_does_not_post_twice(
     assert delivery_lines() == []
 
     stack.expire_lease(commune, created["id"], "mastodon")
+    assert providers["lookup"].call_count == 0
     assert worker.deliver(stack.fanout_message(message), receive_count=2) is None
+    assert providers["lookup"].call_count == 1  # the crashed attempt's outcome was unknown
     keys = {call.request.headers["Idempotency-Key"] for call in toot.calls}
     assert keys == {f"{created['id']}-mastodon"}
     shown = gateway.call("GET", f"/v1/publications/{created['id']}", commune).json
