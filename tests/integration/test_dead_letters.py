@@ -27,7 +27,7 @@ from infra.local.pollers import QueuePoller, lambda_record, settled_receipts
 from infra.local.provision import Deployment, EventSourceMapping
 from infra.local.sandbox import Sandbox
 from tests.integration.conftest import Gateway, Stack
-from tests.integration.test_pipeline import INSTANCE, commune, publish  # noqa: F401 - the commune fixture
+from tests.integration.test_pipeline import HOOK, INSTANCE, commune, publish  # noqa: F401 - the commune fixture
 from tests.integration.test_webpush import billed as webpush_billed
 from tests.integration.test_webpush import (  # noqa: F401 - the sandbox and table fixtures
     delivery_of,
@@ -316,6 +316,39 @@ def test_a_last_receive_that_times_out_is_looked_up_from_the_dead_letter_queue_n
     assert shown["status"] == "published"
     assert (imitation.calls, imitation.lookups, imitation.posts) == (5, 1, ["100"])
     assert len(usage(stack, commune, "mastodon")) == 1
+
+
+def test_a_dead_letter_on_a_channel_that_deduplicates_itself_is_sent_once_more_with_the_same_id(
+    gateway: Gateway,
+    stack: Stack,
+    commune: str,  # noqa: F811
+    providers: respx.MockRouter,
+) -> None:
+    """The commune's webhook receives every attempt but its answers are lost (read timeouts): it has no lookup,
+    and it drops a webhook-id it has seen (Standard Webhooks), so the dead letter's reading sends once more
+    with the same id, and the answer it gets at last says `sent` instead of a failure the site never had."""
+    received: list[str] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        received.append(request.headers["webhook-id"])
+        if len(received) <= 5:
+            raise httpx.ReadTimeout("the site answered too late", request=request)
+        return httpx.Response(204)
+
+    providers.post(HOOK).mock(side_effect=receiver)
+    created = publish(gateway, commune, channels=["webhook"])
+    path = f"/v1/publications/{created['id']}"
+    assert len(stack.deliver("webhook")) == 1
+    for _ in range(4):
+        assert len(stack.deliver("webhook", make_visible=True)) == 1
+    assert gateway.call("GET", path, commune).json["deliveries"]["webhook"]["status"] == "retrying"
+
+    move_to_dead_letters(stack, "webhook")
+    assert read_dead_letters(stack, "webhook", dead_letters(dead_letter_mapping(stack, "webhook"))) == []
+    shown = gateway.call("GET", path, commune).json
+    assert (shown["deliveries"]["webhook"]["status"], shown["status"]) == ("sent", "published")
+    assert received == [f"{created['id']}-webhook"] * 6
+    assert len(usage(stack, commune, "webhook")) == 1
 
 
 def test_a_dead_letter_whose_post_is_not_found_fails_with_the_last_error(

@@ -204,13 +204,15 @@ class DeliveryWorker:
     ) -> tuple[SentPost, Metering] | None:
         """Posts once on a PostChannel, with what it costs; plans and queues the chunks of an AudienceChannel
         (None: they settle it). `look_up`: the last attempt's outcome is unknown, the post it may have made is
-        looked up first (and billed as if posted now); `post` False (a dead letter): NoPostFound rather than post."""
+        looked up first (and billed as if posted now); `post` False (a dead letter): NoPostFound rather than post,
+        except on a channel whose provider deduplicates on `delivery_id` itself (it has no lookup: see
+        PostChannel.find_sent), where one more attempt with the same id tells the outcome without a second post."""
         if isinstance(adapter, AudienceChannel):
             self._plan(adapter, rendered, message, token, plan=post)
             return None
         delivery_id = f"{message.publication_id}-{self.channel}"
         found = adapter.find_sent(rendered, delivery_id=delivery_id) if look_up else None
-        if found is None and not post:
+        if found is None and not post and type(adapter).find_sent is not PostChannel.find_sent:
             raise NoPostFound(delivery_id)
         if found is not None:
             logger.info("post found on the provider", extra={"publication_id": message.publication_id})
