@@ -351,6 +351,40 @@ def test_a_dead_letter_on_a_channel_that_deduplicates_itself_is_sent_once_more_w
     assert len(usage(stack, commune, "webhook")) == 1
 
 
+def test_an_attempt_of_unknown_outcome_is_remembered_when_later_attempts_fail_with_an_answer(
+    gateway: Gateway,
+    stack: Stack,
+    commune: str,  # noqa: F811
+    providers: respx.MockRouter,
+) -> None:
+    """The site receives the first attempt but its answer is lost; the next four get a 503 (an answer: known
+    failures). The fifth is still not the last word: the first may have been (and was) received, so the dead
+    letter sends once more with the same webhook-id, and the delivery ends `sent`, billed once."""
+    received: list[str] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        received.append(request.headers["webhook-id"])
+        if len(received) == 1:
+            raise httpx.ReadTimeout("the site answered too late", request=request)
+        return httpx.Response(503 if len(received) <= 5 else 204)
+
+    providers.post(HOOK).mock(side_effect=receiver)
+    created = publish(gateway, commune, channels=["webhook"])
+    path = f"/v1/publications/{created['id']}"
+    assert len(stack.deliver("webhook")) == 1
+    for _ in range(4):
+        assert len(stack.deliver("webhook", make_visible=True)) == 1
+    waiting = gateway.call("GET", path, commune).json["deliveries"]["webhook"]
+    assert (waiting["status"], waiting["error"]["code"]) == ("retrying", "provider_unavailable")
+
+    move_to_dead_letters(stack, "webhook")
+    assert read_dead_letters(stack, "webhook", dead_letters(dead_letter_mapping(stack, "webhook"))) == []
+    shown = gateway.call("GET", path, commune).json
+    assert (shown["deliveries"]["webhook"]["status"], shown["status"]) == ("sent", "published")
+    assert received == [f"{created['id']}-webhook"] * 6
+    assert len(usage(stack, commune, "webhook")) == 1
+
+
 def test_a_dead_letter_whose_post_is_not_found_fails_with_the_last_error(
     gateway: Gateway,
     stack: Stack,

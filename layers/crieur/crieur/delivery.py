@@ -182,7 +182,13 @@ class DeliveryWorker:
                 finish("failed", error=_error(code, final, detail))
             else:
                 self.store.record_delivery(
-                    commune, publication_id, channel, token, "retrying", error=_error(code, text, detail)
+                    commune,
+                    publication_id,
+                    channel,
+                    token,
+                    "retrying",
+                    error=_error(code, text, detail),
+                    outcome_unknown=look_up or code in UNKNOWN_OUTCOME_CODES,
                 )
                 retry = RetryLater(self._backoff(receive_count, wait), code)
         else:
@@ -561,9 +567,9 @@ class DeliveryWorker:
 
 
 def _outcome_unknown(claim: Claim) -> bool:
-    """The last attempt may have made the post: its worker died while sending (the claim took over its expired
-    lease), or it failed without an answer that says."""
-    if claim.status == "sending":
+    """An earlier attempt may have made the post: its worker died while sending (the claim took over its expired
+    lease), or it failed without an answer that says (the last one, or any before: see Claim.outcome_unknown)."""
+    if claim.status == "sending" or claim.outcome_unknown:
         return True
     return claim.status == "retrying" and claim.error is not None and claim.error.code in UNKNOWN_OUTCOME_CODES
 

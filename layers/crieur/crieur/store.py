@@ -150,6 +150,9 @@ class Claim:
     """The status found: before this claim when `claimed` (a crashed worker's `sending`, a `retrying`…), else now."""
     error: DeliveryError | None = None
     """When `claimed`: the last attempt's error, if it left one."""
+    outcome_unknown: bool = False
+    """When `claimed`: some earlier attempt ended without saying whether the provider made the post (kept until
+    the delivery ends, whatever later attempts answered: that post may still be there)."""
 
 
 @dataclass(frozen=True)
@@ -628,6 +631,7 @@ class Store:
             attempts=int(str(item.get("attempts", 0))) + 1,
             status=str(item["status"]),
             error=DeliveryError.model_validate(last_error) if last_error else None,
+            outcome_unknown=bool(item.get("outcome_unknown")),
         )
 
     def record_delivery(
@@ -641,11 +645,18 @@ class Store:
         external_id: str | None = None,
         url: str | None = None,
         error: DeliveryError | None = None,
+        outcome_unknown: bool = False,
     ) -> bool:
-        """Writes the outcome while this worker's claim still holds. False when another worker took over."""
+        """Writes the outcome while this worker's claim still holds. False when another worker took over.
+        `outcome_unknown`: this or an earlier attempt may have made the post (see Claim); never unset."""
         update = self._outcome_update(
             commune, publication_id, channel, token, status, external_id=external_id, url=url, error=error
         )
+        if outcome_unknown:
+            set_part, _, remove_part = update["UpdateExpression"].partition(" REMOVE ")
+            update["UpdateExpression"] = f"{set_part}, #unknown = :unknown REMOVE {remove_part}"
+            update["ExpressionAttributeNames"]["#unknown"] = "outcome_unknown"
+            update["ExpressionAttributeValues"][":unknown"] = True
         return self._update_if(update.pop("Key"), **update)
 
     def _outcome_update(
