@@ -650,13 +650,16 @@ class Store:
         """Writes the outcome while this worker's claim still holds. False when another worker took over.
         `outcome_unknown`: this or an earlier attempt may have made the post (see Claim); never unset."""
         update = self._outcome_update(
-            commune, publication_id, channel, token, status, external_id=external_id, url=url, error=error
+            commune,
+            publication_id,
+            channel,
+            token,
+            status,
+            external_id=external_id,
+            url=url,
+            error=error,
+            outcome_unknown=outcome_unknown,
         )
-        if outcome_unknown:
-            set_part, _, remove_part = update["UpdateExpression"].partition(" REMOVE ")
-            update["UpdateExpression"] = f"{set_part}, #unknown = :unknown REMOVE {remove_part}"
-            update["ExpressionAttributeNames"]["#unknown"] = "outcome_unknown"
-            update["ExpressionAttributeValues"][":unknown"] = True
         return self._update_if(update.pop("Key"), **update)
 
     def _outcome_update(
@@ -670,11 +673,16 @@ class Store:
         external_id: str | None,
         url: str | None,
         error: DeliveryError | None,
+        outcome_unknown: bool = False,
     ) -> dict[str, Any]:
         """The update writing a delivery's outcome, on the condition that this worker's claim still holds."""
         values: dict[str, Any] = {":status": status, ":updated": utc_now().isoformat(), ":token": token}
         names = {"#s": "status", "#updated": "updated_at", "#lease": "lease_until"}
         assignments = ["#s = :status", "#updated = :updated"]
+        if outcome_unknown:
+            names["#unknown"] = "outcome_unknown"
+            values[":unknown"] = True
+            assignments.append("#unknown = :unknown")
         removals = ["#lease"]
         for name, value in (
             ("external_id", external_id),
